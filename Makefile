@@ -1,0 +1,50 @@
+SHELL := /bin/bash
+
+# Builds the dynamic module against Debian's nginx-dev sources, the core
+# unit tests, and runs the test suite.
+
+NGINX_SRC ?= /usr/share/nginx/src
+BUILD     := build
+MODULE    := $(BUILD)/ngx_http_token_scope_module.so
+
+CORE_SRCS := src/ts_jwt.c src/ts_key.c src/ts_policy.c
+CORE_HDRS := src/ts_core.h
+GLUE_SRCS := src/ngx_http_token_scope_module.c \
+             src/ngx_http_token_scope_response.c src/ngx_http_token_scope.h
+
+CFLAGS    ?= -O2 -g
+WARN      := -Wall -Wextra -Werror -Wno-unused-parameter
+LIBS      := -lcrypto -ljansson
+
+.PHONY: all module unit test clean
+
+all: module
+
+module: $(MODULE)
+
+$(BUILD)/nginx/objs/Makefile: config
+	rm -rf $(BUILD)/nginx
+	mkdir -p $(BUILD)
+	cp -r $(NGINX_SRC) $(BUILD)/nginx
+	cd $(BUILD)/nginx && . ./conf_flags \
+	    && ./configure "$${NGX_CONF_FLAGS[@]}" \
+	        --with-cc-opt="$(NGX_CC_OPT)" \
+	        --add-dynamic-module=$(CURDIR) > ../configure.log
+
+$(MODULE): $(BUILD)/nginx/objs/Makefile $(CORE_SRCS) $(CORE_HDRS) $(GLUE_SRCS)
+	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules
+	# a new inode: a running nginx keeps the old file mapped
+	cp $(BUILD)/nginx/objs/ngx_http_token_scope_module.so $@.tmp
+	mv $@.tmp $@
+
+unit: $(BUILD)/ts-unit
+
+$(BUILD)/ts-unit: t/unit/ts_unit.c $(CORE_SRCS) $(CORE_HDRS)
+	mkdir -p $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) -Isrc -o $@ t/unit/ts_unit.c $(CORE_SRCS) $(LIBS)
+
+test: module unit
+	prove -r t/
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,84 @@
+
+/*
+ * Shared between the glue files of ngx_http_token_scope_module.
+ */
+
+
+#ifndef _NGX_HTTP_TOKEN_SCOPE_H_INCLUDED_
+#define _NGX_HTTP_TOKEN_SCOPE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ts_core.h"
+
+
+#define NGX_HTTP_TOKEN_SCOPE_ENFORCE     0
+#define NGX_HTTP_TOKEN_SCOPE_REPORT      1
+
+#define NGX_HTTP_TOKEN_SCOPE_PRODUCTION  0
+#define NGX_HTTP_TOKEN_SCOPE_SANDBOX     1
+
+#define NGX_HTTP_TOKEN_SCOPE_ALLOW       1
+#define NGX_HTTP_TOKEN_SCOPE_DENY        2
+#define NGX_HTTP_TOKEN_SCOPE_WOULD_DENY  3
+
+
+typedef struct {
+    ts_categories_t             categories;
+    ngx_int_t                   request_id_index;
+} ngx_http_token_scope_main_conf_t;
+
+
+typedef struct {
+    ngx_str_t                   name;
+    u_char                     *file;
+    ngx_uint_t                  line;
+} ngx_http_token_scope_name_t;
+
+
+typedef struct {
+    /* token_scope: off, a list of names or a variable */
+    ngx_flag_t                  enable;
+    ngx_array_t                *names;       /* of ..._name_t */
+    ngx_http_complex_value_t   *required_value;
+    uint64_t                    required;
+    unsigned                    common;
+
+    ts_keyset_t                *keys;
+    ngx_flag_t                  verify;
+    time_t                      leeway;
+    size_t                      max_size;
+    ngx_uint_t                  access;
+    ngx_uint_t                  environment;
+    ngx_uint_t                  types;
+    ngx_flag_t                  legacy;
+    ngx_uint_t                  mode;
+    ngx_uint_t                  deny_status;
+    ngx_str_t                   origin;
+} ngx_http_token_scope_loc_conf_t;
+
+
+typedef struct {
+    ts_token_t                  token;
+    ts_reason_e                 reason;
+    ngx_uint_t                  decision;
+    uint64_t                    required;
+    uint64_t                    missing;
+    unsigned                    common;
+    unsigned                    parsed:1;    /* token holds claims */
+} ngx_http_token_scope_ctx_t;
+
+
+extern ngx_module_t  ngx_http_token_scope_module;
+
+
+ngx_int_t ngx_http_token_scope_deny(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx);
+ngx_str_t *ngx_http_token_scope_format_required(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx);
+
+
+#endif /* _NGX_HTTP_TOKEN_SCOPE_H_INCLUDED_ */

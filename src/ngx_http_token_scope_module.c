@@ -1,0 +1,1307 @@
+
+/*
+ * ngx_http_token_scope_module: decides in the access phase whether the
+ * API token a request carries may call the location.  The token work is
+ * done by the core (ts_*.c); this file holds the directives, the handler
+ * and the variables.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_token_scope.h"
+
+
+typedef struct {
+    ngx_str_t                   name;
+    ngx_http_get_variable_pt    handler;
+    uintptr_t                   data;
+} ngx_http_token_scope_var_t;
+
+
+static ngx_int_t ngx_http_token_scope_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_token_scope_required(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx);
+static ts_reason_e ngx_http_token_scope_check(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx);
+static ngx_int_t ngx_http_token_scope_get_token(ngx_http_request_t *r,
+    ngx_str_t *token);
+static ngx_uint_t ngx_http_token_scope_writes(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf);
+static void ngx_http_token_scope_log(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx, ngx_uint_t level, const char *what);
+static int ngx_http_token_scope_base64url(u_char *dst, size_t *dst_len,
+    const u_char *src, size_t len);
+
+static ngx_int_t ngx_http_token_scope_variable_str(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_token_scope_variable_type(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_token_scope_variable_oid(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_token_scope_variable_exp(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_token_scope_variable_readonly(
+    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_token_scope_variable_categories(
+    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_token_scope_variable_required(
+    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_token_scope_variable_decision(
+    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_token_scope_variable_reason(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static void ngx_http_token_scope_variable_set(ngx_http_variable_value_t *v,
+    u_char *data, size_t len);
+
+static ngx_int_t ngx_http_token_scope_add_variables(ngx_conf_t *cf);
+static void *ngx_http_token_scope_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_token_scope_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_token_scope_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf,
+    void *parent, void *child);
+static ngx_int_t ngx_http_token_scope_resolve(ngx_conf_t *cf,
+    ngx_http_token_scope_loc_conf_t *tlcf);
+static char *ngx_http_token_scope(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_token_scope_key_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_token_scope_category(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_token_scope_types(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_token_scope_deny_status(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_token_scope_verify_warn(ngx_conf_t *cf, void *post,
+    void *data);
+static void ngx_http_token_scope_cleanup_keys(void *data);
+static ngx_int_t ngx_http_token_scope_init(ngx_conf_t *cf);
+
+
+static ngx_conf_post_t  ngx_http_token_scope_verify_post = {
+    ngx_http_token_scope_verify_warn
+};
+
+
+static ngx_conf_enum_t  ngx_http_token_scope_access[] = {
+    { ngx_string("auto"), TS_ACCESS_AUTO },
+    { ngx_string("read"), TS_ACCESS_READ },
+    { ngx_string("write"), TS_ACCESS_WRITE },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_token_scope_environments[] = {
+    { ngx_string("production"), NGX_HTTP_TOKEN_SCOPE_PRODUCTION },
+    { ngx_string("sandbox"), NGX_HTTP_TOKEN_SCOPE_SANDBOX },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_token_scope_modes[] = {
+    { ngx_string("enforce"), NGX_HTTP_TOKEN_SCOPE_ENFORCE },
+    { ngx_string("report"), NGX_HTTP_TOKEN_SCOPE_REPORT },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_command_t  ngx_http_token_scope_commands[] = {
+
+    { ngx_string("token_scope"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_token_scope,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("token_scope_key_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_token_scope_key_file,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("token_scope_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_token_scope_loc_conf_t, verify),
+      &ngx_http_token_scope_verify_post },
+
+    { ngx_string("token_scope_leeway"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_token_scope_loc_conf_t, leeway),
+      NULL },
+
+    { ngx_string("token_scope_max_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_token_scope_loc_conf_t, max_size),
+      NULL },
+
+    { ngx_string("token_scope_access"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_token_scope_loc_conf_t, access),
+      &ngx_http_token_scope_access },
+
+    { ngx_string("token_scope_environment"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_token_scope_loc_conf_t, environment),
+      &ngx_http_token_scope_environments },
+
+    { ngx_string("token_scope_types"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_token_scope_types,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("token_scope_legacy"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_token_scope_loc_conf_t, legacy),
+      NULL },
+
+    { ngx_string("token_scope_mode"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_token_scope_loc_conf_t, mode),
+      &ngx_http_token_scope_modes },
+
+    { ngx_string("token_scope_deny_status"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_token_scope_deny_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("token_scope_origin"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_token_scope_loc_conf_t, origin),
+      NULL },
+
+    { ngx_string("token_scope_category"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_token_scope_category,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_token_scope_module_ctx = {
+    ngx_http_token_scope_add_variables,    /* preconfiguration */
+    ngx_http_token_scope_init,             /* postconfiguration */
+
+    ngx_http_token_scope_create_main_conf, /* create main configuration */
+    ngx_http_token_scope_init_main_conf,   /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_token_scope_create_loc_conf,  /* create location configuration */
+    ngx_http_token_scope_merge_loc_conf    /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_token_scope_module = {
+    NGX_MODULE_V1,
+    &ngx_http_token_scope_module_ctx,      /* module context */
+    ngx_http_token_scope_commands,         /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_token_scope_var_t  ngx_http_token_scope_vars[] = {
+
+    { ngx_string("token_scope_id"), ngx_http_token_scope_variable_str,
+      offsetof(ts_token_t, id) },
+
+    { ngx_string("token_scope_seller"), ngx_http_token_scope_variable_str,
+      offsetof(ts_token_t, sid) },
+
+    { ngx_string("token_scope_service"), ngx_http_token_scope_variable_str,
+      offsetof(ts_token_t, service) },
+
+    { ngx_string("token_scope_kid"), ngx_http_token_scope_variable_str,
+      offsetof(ts_token_t, kid) },
+
+    { ngx_string("token_scope_type"), ngx_http_token_scope_variable_type,
+      0 },
+
+    { ngx_string("token_scope_seller_oid"),
+      ngx_http_token_scope_variable_oid, 0 },
+
+    { ngx_string("token_scope_exp"), ngx_http_token_scope_variable_exp, 0 },
+
+    { ngx_string("token_scope_readonly"),
+      ngx_http_token_scope_variable_readonly, 0 },
+
+    { ngx_string("token_scope_categories"),
+      ngx_http_token_scope_variable_categories, 0 },
+
+    { ngx_string("token_scope_required"),
+      ngx_http_token_scope_variable_required, 0 },
+
+    { ngx_string("token_scope_decision"),
+      ngx_http_token_scope_variable_decision, 0 },
+
+    { ngx_string("token_scope_reason"),
+      ngx_http_token_scope_variable_reason, 0 },
+
+    { ngx_null_string, NULL, 0 }
+};
+
+
+static ngx_int_t
+ngx_http_token_scope_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                         rc;
+    ngx_http_token_scope_ctx_t       *ctx;
+    ngx_http_token_scope_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_token_scope_module);
+
+    if (!tlcf->enable) {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "token scope handler");
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_token_scope_module);
+
+    if (ctx != NULL) {
+        /* the access phase may run again, e.g. after a subrequest */
+        return ctx->decision == NGX_HTTP_TOKEN_SCOPE_ALLOW ? NGX_OK
+                                                           : NGX_DECLINED;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_token_scope_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_token_scope_required(r, tlcf, ctx);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_token_scope_module);
+
+    ctx->reason = ngx_http_token_scope_check(r, tlcf, ctx);
+
+    if (ctx->reason == TS_OK) {
+        ctx->decision = NGX_HTTP_TOKEN_SCOPE_ALLOW;
+        return NGX_OK;
+    }
+
+    if (tlcf->mode == NGX_HTTP_TOKEN_SCOPE_REPORT) {
+        ctx->decision = NGX_HTTP_TOKEN_SCOPE_WOULD_DENY;
+        ngx_http_token_scope_log(r, ctx, NGX_LOG_WARN, "would deny");
+        return NGX_DECLINED;
+    }
+
+    ctx->decision = NGX_HTTP_TOKEN_SCOPE_DENY;
+    ngx_http_token_scope_log(r, ctx,
+                             ctx->reason == TS_MISSING ? NGX_LOG_INFO
+                                                       : NGX_LOG_ERR,
+                             "denied");
+
+    rc = ngx_http_token_scope_deny(r, ctx);
+
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
+}
+
+
+/* the categories this request needs: from the location or a variable */
+
+static ngx_int_t
+ngx_http_token_scope_required(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx)
+{
+    ngx_str_t                          value;
+    ts_str_t                           bad;
+    ngx_http_token_scope_main_conf_t  *tmcf;
+
+    if (tlcf->required_value == NULL) {
+        ctx->required = tlcf->required;
+        ctx->common = tlcf->common;
+        return NGX_OK;
+    }
+
+    if (ngx_http_complex_value(r, tlcf->required_value, &value) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (value.len == 3 && ngx_strncmp(value.data, "off", 3) == 0) {
+        return NGX_DECLINED;
+    }
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
+
+    if (ts_categories_parse(&tmcf->categories, value.data, value.len,
+                            &ctx->required, &ctx->common, &bad)
+        != 0)
+    {
+        /* an operator's mistake: fail closed, and say so once per request */
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "token scope: unknown category \"%*s\" in \"%V\"",
+                      bad.len, bad.data, &value);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ts_reason_e
+ngx_http_token_scope_check(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx)
+{
+    u_char       *buf;
+    ngx_str_t     token;
+    ts_policy_t   policy;
+    ts_reason_e   reason;
+
+    if (ngx_http_token_scope_get_token(r, &token) != NGX_OK) {
+        return TS_MISSING;
+    }
+
+    if (token.len > tlcf->max_size) {
+        ctx->token.error = "token is too long";
+        return TS_MALFORMED;
+    }
+
+    buf = ngx_pnalloc(r->pool, TS_TOKEN_BUF_SIZE(token.len));
+    if (buf == NULL) {
+        ctx->token.error = "out of memory";
+        return TS_MALFORMED;
+    }
+
+    reason = ts_token_parse(&ctx->token, token.data, token.len, buf,
+                            ngx_http_token_scope_base64url);
+    if (reason != TS_OK) {
+        return reason;
+    }
+
+    ctx->parsed = 1;
+
+    if (tlcf->verify) {
+        reason = ts_token_verify(tlcf->keys, &ctx->token);
+        if (reason != TS_OK) {
+            return reason;
+        }
+    }
+
+    reason = ts_token_check_time(&ctx->token, ngx_time(), tlcf->leeway);
+    if (reason != TS_OK) {
+        return reason;
+    }
+
+    policy.required = ctx->required;
+    policy.types = tlcf->types;
+    policy.write = ngx_http_token_scope_writes(r, tlcf);
+    policy.sandbox = (tlcf->environment == NGX_HTTP_TOKEN_SCOPE_SANDBOX);
+    policy.legacy = tlcf->legacy;
+
+    return ts_decide(&policy, &ctx->token, &ctx->missing);
+}
+
+
+/*
+ * "Authorization: Bearer <token>" with the scheme in any case, or the bare
+ * token as WB accepts it
+ */
+
+static ngx_int_t
+ngx_http_token_scope_get_token(ngx_http_request_t *r, ngx_str_t *token)
+{
+    u_char  *p, *last;
+
+    if (r->headers_in.authorization == NULL) {
+        return NGX_DECLINED;
+    }
+
+    p = r->headers_in.authorization->value.data;
+    last = p + r->headers_in.authorization->value.len;
+
+    if (last - p >= (ssize_t) sizeof("Bearer ") - 1
+        && ngx_strncasecmp(p, (u_char *) "Bearer ", sizeof("Bearer ") - 1)
+           == 0)
+    {
+        p += sizeof("Bearer ") - 1;
+    }
+
+    while (p < last && *p == ' ') {
+        p++;
+    }
+
+    while (last > p && last[-1] == ' ') {
+        last--;
+    }
+
+    if (p == last) {
+        return NGX_DECLINED;
+    }
+
+    token->data = p;
+    token->len = last - p;
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_token_scope_writes(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf)
+{
+    switch (tlcf->access) {
+
+    case TS_ACCESS_READ:
+        return 0;
+
+    case TS_ACCESS_WRITE:
+        return 1;
+
+    default: /* TS_ACCESS_AUTO */
+        return !(r->method
+                 & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_OPTIONS));
+    }
+}
+
+
+/* never the token itself: its id, kid and what failed are enough */
+
+static void
+ngx_http_token_scope_log(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx, ngx_uint_t level, const char *what)
+{
+    static ngx_str_t  unknown = ngx_string("?");
+
+    ngx_str_t  *required;
+
+    required = ngx_http_token_scope_format_required(r, ctx);
+
+    ngx_log_error(level, r->connection->log, 0,
+                  "token scope: %s, reason \"%s\"%s%s, required \"%V\", "
+                  "kid \"%*s\", token id \"%*s\"",
+                  what, ts_reason_name(ctx->reason),
+                  ctx->token.error ? ": " : "",
+                  ctx->token.error ? ctx->token.error : "",
+                  required ? required : &unknown,
+                  ctx->token.kid.len, ctx->token.kid.data,
+                  ctx->token.id.len, ctx->token.id.data);
+}
+
+
+static int
+ngx_http_token_scope_base64url(u_char *dst, size_t *dst_len,
+    const u_char *src, size_t len)
+{
+    ngx_str_t  d, s;
+
+    d.data = dst;
+    s.data = (u_char *) src;
+    s.len = len;
+
+    if (ngx_decode_base64url(&d, &s) != NGX_OK) {
+        return -1;
+    }
+
+    *dst_len = d.len;
+
+    return 0;
+}
+
+
+static void
+ngx_http_token_scope_variable_set(ngx_http_variable_value_t *v,
+    u_char *data, size_t len)
+{
+    v->data = data;
+    v->len = len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+}
+
+
+static ngx_http_token_scope_ctx_t *
+ngx_http_token_scope_parsed_ctx(ngx_http_request_t *r)
+{
+    ngx_http_token_scope_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_token_scope_module);
+
+    return (ctx != NULL && ctx->parsed) ? ctx : NULL;
+}
+
+
+static ngx_int_t
+ngx_http_token_scope_variable_str(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ts_str_t                    *s;
+    ngx_http_token_scope_ctx_t  *ctx;
+
+    ctx = ngx_http_token_scope_parsed_ctx(r);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    s = (ts_str_t *) ((u_char *) &ctx->token + data);
+
+    ngx_http_token_scope_variable_set(v, s->data, s->len);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_token_scope_variable_type(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    const char                  *name;
+    ngx_http_token_scope_ctx_t  *ctx;
+
+    ctx = ngx_http_token_scope_parsed_ctx(r);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    name = ts_type_name(ctx->token.type);
+
+    ngx_http_token_scope_variable_set(v, (u_char *) name, ngx_strlen(name));
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_token_scope_variable_int(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, int64_t value)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_token_scope_variable_set(v, p,
+                                      ngx_sprintf(p, "%L", value) - p);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_token_scope_variable_oid(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_token_scope_ctx_t  *ctx;
+
+    ctx = ngx_http_token_scope_parsed_ctx(r);
+
+    if (ctx == NULL || !ctx->token.has_oid) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    return ngx_http_token_scope_variable_int(r, v, ctx->token.oid);
+}
+
+
+static ngx_int_t
+ngx_http_token_scope_variable_exp(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_token_scope_ctx_t  *ctx;
+
+    ctx = ngx_http_token_scope_parsed_ctx(r);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    return ngx_http_token_scope_variable_int(r, v, ctx->token.exp);
+}
+
+
+static ngx_int_t
+ngx_http_token_scope_variable_readonly(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_token_scope_ctx_t  *ctx;
+
+    ctx = ngx_http_token_scope_parsed_ctx(r);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    ngx_http_token_scope_variable_set(v,
+        (u_char *) ((ctx->token.scope & TS_READONLY_MASK) ? "1" : "0"), 1);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_token_scope_variable_categories(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                            *p;
+    size_t                             size;
+    ngx_http_token_scope_ctx_t        *ctx;
+    ngx_http_token_scope_main_conf_t  *tmcf;
+
+    ctx = ngx_http_token_scope_parsed_ctx(r);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
+
+    size = 64 * (TS_CATEGORY_NAME_MAX + 1);
+
+    p = ngx_pnalloc(r->pool, size);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_token_scope_variable_set(v, p,
+        ts_categories_format(&tmcf->categories, ctx->token.scope,
+                             ',', (char *) p, size));
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_token_scope_variable_required(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t                   *required;
+    ngx_http_token_scope_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_token_scope_module);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    required = ngx_http_token_scope_format_required(r, ctx);
+    if (required == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_token_scope_variable_set(v, required->data, required->len);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_token_scope_variable_decision(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    static ngx_str_t  decisions[] = {
+        ngx_null_string,
+        ngx_string("allow"),
+        ngx_string("deny"),
+        ngx_string("report")
+    };
+
+    ngx_http_token_scope_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_token_scope_module);
+
+    if (ctx == NULL || ctx->decision == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    ngx_http_token_scope_variable_set(v, decisions[ctx->decision].data,
+                                      decisions[ctx->decision].len);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_token_scope_variable_reason(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    const char                  *name;
+    ngx_http_token_scope_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_token_scope_module);
+
+    if (ctx == NULL || ctx->decision == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    name = ts_reason_name(ctx->reason);
+
+    ngx_http_token_scope_variable_set(v, (u_char *) name, ngx_strlen(name));
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_token_scope_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t         *var;
+    ngx_http_token_scope_var_t  *v;
+
+    for (v = ngx_http_token_scope_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, NGX_HTTP_VAR_NOCACHEABLE);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_token_scope_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_token_scope_main_conf_t  *tmcf;
+
+    tmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_token_scope_main_conf_t));
+    if (tmcf == NULL) {
+        return NULL;
+    }
+
+    ts_categories_init(&tmcf->categories);
+
+    return tmcf;
+}
+
+
+static char *
+ngx_http_token_scope_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_token_scope_main_conf_t *tmcf = conf;
+
+    ngx_str_t  name = ngx_string("request_id");
+
+    tmcf->request_id_index = ngx_http_get_variable_index(cf, &name);
+    if (tmcf->request_id_index == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_token_scope_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_token_scope_loc_conf_t  *tlcf;
+
+    tlcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_token_scope_loc_conf_t));
+    if (tlcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     tlcf->names = NULL;
+     *     tlcf->required_value = NULL;
+     *     tlcf->required = 0;
+     *     tlcf->common = 0;
+     *     tlcf->keys = NULL;
+     *     tlcf->origin = { 0, NULL };
+     */
+
+    tlcf->enable = NGX_CONF_UNSET;
+    tlcf->verify = NGX_CONF_UNSET;
+    tlcf->leeway = NGX_CONF_UNSET;
+    tlcf->max_size = NGX_CONF_UNSET_SIZE;
+    tlcf->access = NGX_CONF_UNSET_UINT;
+    tlcf->environment = NGX_CONF_UNSET_UINT;
+    tlcf->types = NGX_CONF_UNSET_UINT;
+    tlcf->legacy = NGX_CONF_UNSET;
+    tlcf->mode = NGX_CONF_UNSET_UINT;
+    tlcf->deny_status = NGX_CONF_UNSET_UINT;
+
+    return tlcf;
+}
+
+
+static char *
+ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child)
+{
+    ngx_http_token_scope_loc_conf_t *prev = parent;
+    ngx_http_token_scope_loc_conf_t *conf = child;
+
+    if (conf->enable == NGX_CONF_UNSET) {
+        conf->enable = prev->enable;
+        conf->names = prev->names;
+        conf->required_value = prev->required_value;
+        conf->required = prev->required;
+        conf->common = prev->common;
+
+    } else if (conf->names != NULL
+               && ngx_http_token_scope_resolve(cf, conf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+
+    if (conf->keys == NULL) {
+        conf->keys = prev->keys;
+    }
+
+    ngx_conf_merge_value(conf->verify, prev->verify, 1);
+    ngx_conf_merge_sec_value(conf->leeway, prev->leeway, 0);
+    ngx_conf_merge_size_value(conf->max_size, prev->max_size, 8192);
+    ngx_conf_merge_uint_value(conf->access, prev->access, TS_ACCESS_AUTO);
+    ngx_conf_merge_uint_value(conf->environment, prev->environment,
+                              NGX_HTTP_TOKEN_SCOPE_PRODUCTION);
+    ngx_conf_merge_uint_value(conf->types, prev->types, 0);
+    ngx_conf_merge_value(conf->legacy, prev->legacy, 1);
+    ngx_conf_merge_uint_value(conf->mode, prev->mode,
+                              NGX_HTTP_TOKEN_SCOPE_ENFORCE);
+    ngx_conf_merge_uint_value(conf->deny_status, prev->deny_status,
+                              NGX_HTTP_UNAUTHORIZED);
+    ngx_conf_merge_str_value(conf->origin, prev->origin, "");
+
+    if (!conf->enable) {
+        return NGX_CONF_OK;
+    }
+
+    if (conf->verify && (conf->keys == NULL || conf->keys->nkeys == 0)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"token_scope\" is enabled with "
+                           "\"token_scope_verify on\" but no "
+                           "\"token_scope_key_file\" is configured");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Names are resolved after the whole http block is read, so that
+ * "token_scope_category" may follow its first use; the error names the
+ * place of the "token_scope" directive.
+ */
+
+static ngx_int_t
+ngx_http_token_scope_resolve(ngx_conf_t *cf,
+    ngx_http_token_scope_loc_conf_t *tlcf)
+{
+    ngx_uint_t                         i;
+    const ts_category_t               *c;
+    ngx_http_token_scope_name_t       *name;
+    ngx_http_token_scope_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_token_scope_module);
+
+    name = tlcf->names->elts;
+
+    for (i = 0; i < tlcf->names->nelts; i++) {
+        c = ts_categories_find(&tmcf->categories,
+                               (const char *) name[i].name.data,
+                               name[i].name.len);
+        if (c == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "unknown token scope category \"%V\" in %s:%ui",
+                          &name[i].name, name[i].file, name[i].line);
+            return NGX_ERROR;
+        }
+
+        if (c->common) {
+            tlcf->common = 1;
+
+        } else {
+            tlcf->required |= (uint64_t) 1 << c->bit;
+        }
+    }
+
+    /* resolved once: a nested location inheriting it needs no second pass */
+    tlcf->names = NULL;
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_http_token_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_token_scope_loc_conf_t *tlcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_uint_t                         i;
+    ngx_http_token_scope_name_t       *name;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (tlcf->enable != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        tlcf->enable = 0;
+        return NGX_CONF_OK;
+    }
+
+    tlcf->enable = 1;
+
+    if (cf->args->nelts == 2 && value[1].data[0] == '$') {
+        tlcf->required_value = ngx_palloc(cf->pool,
+                                          sizeof(ngx_http_complex_value_t));
+        if (tlcf->required_value == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &value[1];
+        ccv.complex_value = tlcf->required_value;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    tlcf->names = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                   sizeof(ngx_http_token_scope_name_t));
+    if (tlcf->names == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (value[i].data[0] == '$' || ngx_strcmp(value[i].data, "off") == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" must be the only parameter", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        name = ngx_array_push(tlcf->names);
+        if (name == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        name->name = value[i];
+        name->file = cf->conf_file->file.name.data;
+        name->line = cf->conf_file->line;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_token_scope_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_token_scope_loc_conf_t *tlcf = conf;
+
+    int                  rc;
+    u_char              *p, *kid;
+    ssize_t              n;
+    ngx_str_t           *value;
+    ngx_file_t           file;
+    ngx_file_info_t      fi;
+    ngx_pool_cleanup_t  *cln;
+    char                 err[TS_ERROR_MAX];
+
+    value = cf->args->elts;
+    kid = NULL;
+
+    if (cf->args->nelts == 3) {
+        if (ngx_strncmp(value[2].data, "kid=", 4) != 0
+            || value[2].len == 4)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        kid = value[2].data + 4;
+    }
+
+    if (tlcf->keys == NULL) {
+        /* the cleanup exists before the first key it has to free */
+        cln = ngx_pool_cleanup_add(cf->pool, sizeof(ts_keyset_t));
+        if (cln == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(cln->data, sizeof(ts_keyset_t));
+        cln->handler = ngx_http_token_scope_cleanup_keys;
+
+        tlcf->keys = cln->data;
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &value[1], 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+
+    file.name = value[1];
+    file.log = cf->log;
+
+    file.fd = ngx_open_file(value[1].data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    p = NULL;
+    n = NGX_ERROR;
+
+    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_fd_info_n " \"%V\" failed", &value[1]);
+        goto done;
+    }
+
+    if (ngx_file_size(&fi) > 1024 * 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "key file \"%V\" is larger than 1m", &value[1]);
+        goto done;
+    }
+
+    p = ngx_pnalloc(cf->temp_pool, ngx_file_size(&fi) + 1);
+    if (p == NULL) {
+        goto done;
+    }
+
+    n = ngx_read_file(&file, p, ngx_file_size(&fi), 0);
+
+done:
+
+    if (ngx_close_file(file.fd) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, cf->log, ngx_errno,
+                      ngx_close_file_n " \"%V\" failed", &value[1]);
+    }
+
+    if (n == NGX_ERROR || p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* a JWKS is a JSON object, anything else is taken as PEM */
+    while (n > 0 && (*p == ' ' || *p == '\t' || *p == CR || *p == LF)) {
+        p++;
+        n--;
+    }
+
+    if (n > 0 && *p == '{') {
+        if (kid != NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"kid=\" is not for JWKS file \"%V\", its "
+                               "keys carry their own", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        rc = ts_keyset_add_jwks(tlcf->keys, p, n,
+                                ngx_http_token_scope_base64url,
+                                err, sizeof(err));
+
+    } else {
+        rc = ts_keyset_add_pem(tlcf->keys, p, n, (const char *) kid,
+                               err, sizeof(err));
+    }
+
+    ngx_explicit_memzero(p, n);
+
+    if (rc != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid key file \"%V\": %s", &value[1], err);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_token_scope_category(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_token_scope_main_conf_t *tmcf = conf;
+
+    ngx_int_t   bit;
+    ngx_str_t  *value;
+    char        err[TS_ERROR_MAX];
+
+    value = cf->args->elts;
+
+    bit = ngx_atoi(value[2].data, value[2].len);
+    if (bit == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid category bit \"%V\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ts_categories_add(&tmcf->categories, (const char *) value[1].data,
+                          value[1].len, (unsigned) bit, err, sizeof(err))
+        != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid category \"%V\" %V: %s",
+                           &value[1], &value[2], err);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_token_scope_types(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_token_scope_loc_conf_t *tlcf = conf;
+
+    int          type;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    if (tlcf->types != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    tlcf->types = 0;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        type = ts_type_by_name((const char *) value[i].data, value[i].len);
+        if (type < 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid token type \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        tlcf->types |= TS_TYPE_BIT(type);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_token_scope_deny_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_token_scope_loc_conf_t *tlcf = conf;
+
+    ngx_int_t   status;
+    ngx_str_t  *value;
+
+    if (tlcf->deny_status != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    status = ngx_atoi(value[1].data, value[1].len);
+
+    if (status != NGX_HTTP_UNAUTHORIZED && status != NGX_HTTP_FORBIDDEN) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\", it must be 401 or 403",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    tlcf->deny_status = status;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_token_scope_verify_warn(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_flag_t  *verify = data;
+
+    if (!*verify) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"token_scope_verify off\" decodes tokens "
+                           "without checking signatures: it is for egress "
+                           "diagnostics, not for ingress");
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_token_scope_cleanup_keys(void *data)
+{
+    ts_keyset_free(data);
+}
+
+
+static ngx_int_t
+ngx_http_token_scope_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_token_scope_handler;
+
+    return NGX_OK;
+}

@@ -1,0 +1,204 @@
+
+/*
+ * The token scope core: JWT decoding, signature verification, claim
+ * checks and the policy decision.  It includes no nginx header, so the
+ * unit tests and the fuzzers link it on its own; the nginx glue maps its
+ * reason codes to statuses, log levels and response bodies.
+ */
+
+
+#ifndef _TS_CORE_H_INCLUDED_
+#define _TS_CORE_H_INCLUDED_
+
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+
+#define TS_KID_MAX            128
+#define TS_CATEGORY_NAME_MAX  32
+#define TS_CATEGORIES_MAX     128
+
+/* Jansson holds integers as int64_t: bits 0-62 of "s" are usable */
+#define TS_CATEGORY_BIT_MAX   62
+#define TS_ERROR_MAX          256
+
+/* bit 30 of "s" marks a read-only token, it is not a category */
+#define TS_READONLY_BIT       30
+#define TS_READONLY_MASK      ((uint64_t) 1 << TS_READONLY_BIT)
+
+/* a parsed token needs this much scratch memory for a token of len bytes */
+#define TS_TOKEN_BUF_SIZE(len)  (2 * (len) + 16)
+
+
+typedef struct {
+    size_t                  len;
+    unsigned char          *data;
+} ts_str_t;
+
+
+/* stable reason codes, the values of $token_scope_reason */
+typedef enum {
+    TS_OK = 0,
+    TS_MISSING,
+    TS_MALFORMED,
+    TS_BAD_SIGNATURE,
+    TS_UNKNOWN_KEY,
+    TS_EXPIRED,
+    TS_NOT_YET_VALID,
+    TS_REVOKED,
+    TS_CATEGORY,
+    TS_READ_ONLY,
+    TS_ENVIRONMENT,
+    TS_TOKEN_TYPE,
+    TS_SERVICE_SECRET,
+    TS_PERSONAL_CLOUD,
+    TS_REDIS_UNAVAILABLE,
+    TS_REASON_MAX
+} ts_reason_e;
+
+
+typedef enum {
+    TS_ALG_UNKNOWN = 0,
+    TS_ALG_ES256,
+    TS_ALG_ES384,
+    TS_ALG_RS256,
+    TS_ALG_RS384,
+    TS_ALG_RS512,
+    TS_ALG_PS256,
+    TS_ALG_PS384,
+    TS_ALG_PS512,
+    TS_ALG_EDDSA,
+    TS_ALG_HS256,
+    TS_ALG_HS384,
+    TS_ALG_HS512
+} ts_alg_e;
+
+
+/* the values of "acc"; a token without "acc" is a legacy token */
+typedef enum {
+    TS_TYPE_LEGACY = 0,
+    TS_TYPE_BASE,
+    TS_TYPE_TEST,
+    TS_TYPE_PERSONAL,
+    TS_TYPE_SERVICE,
+    TS_TYPE_MAX
+} ts_type_e;
+
+#define TS_TYPE_BIT(type)  (1u << (type))
+
+
+typedef struct {
+    ts_alg_e                alg;
+    ts_str_t                kid;
+
+    /* "header.payload", the bytes the signature covers */
+    ts_str_t                signed_part;
+    ts_str_t                signature;
+
+    uint64_t                scope;
+    int64_t                 exp;
+    int64_t                 nbf;
+    int64_t                 iat;
+    int64_t                 oid;
+
+    ts_type_e               type;
+
+    ts_str_t                id;
+    ts_str_t                sid;
+    ts_str_t                service;     /* the id after "asid:" in "for" */
+
+    unsigned                has_nbf:1;
+    unsigned                has_iat:1;
+    unsigned                has_oid:1;
+    unsigned                test:1;      /* "t" or the obsolete "sandbox" */
+
+    /* why a token is malformed, a static string */
+    const char             *error;
+} ts_token_t;
+
+
+/*
+ * Decodes base64url without padding into dst (room for 3 * len / 4 bytes);
+ * returns 0 and the decoded length, or -1.  The glue passes nginx's own
+ * ngx_decode_base64url(); the core checks the alphabet before calling it.
+ */
+typedef int (*ts_base64url_decode_pt)(unsigned char *dst, size_t *dst_len,
+    const unsigned char *src, size_t len);
+
+
+typedef struct ts_key_s  ts_key_t;
+
+typedef struct {
+    ts_key_t               *keys;
+    size_t                  nkeys;
+    size_t                  nalloc;
+} ts_keyset_t;
+
+
+typedef struct {
+    char                    name[TS_CATEGORY_NAME_MAX];
+    unsigned                bit;
+    unsigned                alias:1;
+    unsigned                common:1;    /* "all", "common": no bit needed */
+} ts_category_t;
+
+typedef struct {
+    ts_category_t           items[TS_CATEGORIES_MAX];
+    size_t                  n;
+} ts_categories_t;
+
+
+typedef enum {
+    TS_ACCESS_AUTO = 0,
+    TS_ACCESS_READ,
+    TS_ACCESS_WRITE
+} ts_access_e;
+
+
+/* what one request needs */
+typedef struct {
+    uint64_t                required;    /* category bits */
+    unsigned                types;       /* TS_TYPE_BIT()s allowed, 0: any */
+    unsigned                write:1;     /* the request writes */
+    unsigned                sandbox:1;   /* a sandbox server */
+    unsigned                legacy:1;    /* legacy tokens accepted */
+} ts_policy_t;
+
+
+const char *ts_reason_name(ts_reason_e reason);
+const char *ts_type_name(ts_type_e type);
+int ts_type_by_name(const char *name, size_t len);
+ts_alg_e ts_alg_by_name(const char *name);
+
+ts_reason_e ts_token_parse(ts_token_t *tok, const unsigned char *data,
+    size_t len, unsigned char *buf, ts_base64url_decode_pt decode);
+ts_reason_e ts_token_check_time(const ts_token_t *tok, int64_t now,
+    int64_t leeway);
+
+int ts_keyset_add_pem(ts_keyset_t *ks, const unsigned char *pem, size_t len,
+    const char *kid, char *err, size_t errlen);
+int ts_keyset_add_jwks(ts_keyset_t *ks, const unsigned char *json,
+    size_t len, ts_base64url_decode_pt decode, char *err, size_t errlen);
+void ts_keyset_free(ts_keyset_t *ks);
+size_t ts_keyset_kids(const ts_keyset_t *ks, const char **kids, size_t n);
+ts_reason_e ts_token_verify(const ts_keyset_t *ks, ts_token_t *tok);
+
+void ts_categories_init(ts_categories_t *cats);
+int ts_categories_add(ts_categories_t *cats, const char *name, size_t len,
+    unsigned bit, char *err, size_t errlen);
+const ts_category_t *ts_categories_find(const ts_categories_t *cats,
+    const char *name, size_t len);
+int ts_categories_parse(const ts_categories_t *cats,
+    const unsigned char *list, size_t len, uint64_t *mask, unsigned *common,
+    ts_str_t *bad);
+const char *ts_categories_name(const ts_categories_t *cats, unsigned bit);
+size_t ts_categories_format(const ts_categories_t *cats, uint64_t mask,
+    char sep, char *buf, size_t size);
+
+ts_reason_e ts_decide(const ts_policy_t *policy, const ts_token_t *tok,
+    uint64_t *missing);
+
+
+#endif /* _TS_CORE_H_INCLUDED_ */
