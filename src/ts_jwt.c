@@ -393,12 +393,15 @@ ts_token_parse_claims(ts_token_t *tok, ts_str_t *payload, unsigned char **p)
         } else if (strcmp(key, "s") == 0) {
             /* Jansson refuses integers past int64_t; negatives are no mask */
             rc = ts_claim_int(tok, value, &scope, "invalid \"s\"");
-            if (rc == TS_OK && scope < 0) {
-                tok->error = "invalid \"s\"";
-                rc = TS_MALFORMED;
-            }
 
-            tok->scope = (uint64_t) scope;
+            if (rc == TS_OK) {
+                if (scope < 0) {
+                    tok->error = "invalid \"s\"";
+                    rc = TS_MALFORMED;
+                }
+
+                tok->scope = (uint64_t) scope;
+            }
 
         } else if (strcmp(key, "t") == 0 || strcmp(key, "sandbox") == 0) {
             if (!json_is_boolean(value)) {

@@ -1,0 +1,562 @@
+
+/*
+ * Unit tests of the token scope core, without nginx: real keys made with
+ * OpenSSL, real tokens signed here, TAP on stdout for prove.
+ */
+
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <openssl/bio.h>
+#include <openssl/core_names.h>
+#include <openssl/ecdsa.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/pem.h>
+
+#include "ts_core.h"
+
+
+#define TOKEN_MAX  8192
+
+
+static int  tests;
+static int  failed;
+
+
+static void
+ok(int cond, const char *name)
+{
+    tests++;
+
+    if (!cond) {
+        failed++;
+    }
+
+    printf("%sok %d - %s\n", cond ? "" : "not ", tests, name);
+}
+
+
+static const char  b64url[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+
+static size_t
+encode(char *dst, const unsigned char *src, size_t len)
+{
+    size_t    i, n;
+    uint32_t  v;
+
+    n = 0;
+
+    for (i = 0; i + 2 < len; i += 3) {
+        v = (uint32_t) src[i] << 16 | (uint32_t) src[i + 1] << 8 | src[i + 2];
+        dst[n++] = b64url[v >> 18];
+        dst[n++] = b64url[(v >> 12) & 63];
+        dst[n++] = b64url[(v >> 6) & 63];
+        dst[n++] = b64url[v & 63];
+    }
+
+    if (len - i == 1) {
+        v = (uint32_t) src[i] << 16;
+        dst[n++] = b64url[v >> 18];
+        dst[n++] = b64url[(v >> 12) & 63];
+
+    } else if (len - i == 2) {
+        v = (uint32_t) src[i] << 16 | (uint32_t) src[i + 1] << 8;
+        dst[n++] = b64url[v >> 18];
+        dst[n++] = b64url[(v >> 12) & 63];
+        dst[n++] = b64url[(v >> 6) & 63];
+    }
+
+    dst[n] = '\0';
+
+    return n;
+}
+
+
+/* the core checks the alphabet before it calls the decoder */
+
+static int
+decode(unsigned char *dst, size_t *dst_len, const unsigned char *src,
+    size_t len)
+{
+    size_t    i, n, bits;
+    uint32_t  acc;
+
+    n = 0;
+    acc = 0;
+    bits = 0;
+
+    for (i = 0; i < len; i++) {
+        acc = acc << 6 | (uint32_t) (strchr(b64url, src[i]) - b64url);
+        bits += 6;
+
+        if (bits >= 8) {
+            bits -= 8;
+            dst[n++] = (unsigned char) (acc >> bits);
+        }
+    }
+
+    *dst_len = n;
+
+    return 0;
+}
+
+
+/* "header.payload" of two JSON texts, signed by sign() below */
+
+static size_t
+unsigned_token(char *buf, const char *header, const char *payload)
+{
+    size_t  n;
+
+    n = encode(buf, (const unsigned char *) header, strlen(header));
+    buf[n++] = '.';
+    n += encode(buf + n, (const unsigned char *) payload, strlen(payload));
+
+    return n;
+}
+
+
+static void
+append_sig(char *buf, size_t n, const unsigned char *sig, size_t len)
+{
+    buf[n++] = '.';
+    encode(buf + n, sig, len);
+}
+
+
+static void
+sign_es256(char *buf, const char *header, const char *payload,
+    EVP_PKEY *pkey, int der)
+{
+    size_t          n, len;
+    EVP_MD_CTX     *ctx;
+    ECDSA_SIG      *sig;
+    const BIGNUM   *r, *s;
+    unsigned char   out[128], raw[64];
+    const unsigned char  *p;
+
+    n = unsigned_token(buf, header, payload);
+
+    ctx = EVP_MD_CTX_new();
+    len = sizeof(out);
+    EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, pkey);
+    EVP_DigestSign(ctx, out, &len, (unsigned char *) buf, n);
+    EVP_MD_CTX_free(ctx);
+
+    if (der) {
+        append_sig(buf, n, out, len);
+        return;
+    }
+
+    p = out;
+    sig = d2i_ECDSA_SIG(NULL, &p, (long) len);
+    ECDSA_SIG_get0(sig, &r, &s);
+    BN_bn2binpad(r, raw, 32);
+    BN_bn2binpad(s, raw + 32, 32);
+    ECDSA_SIG_free(sig);
+
+    append_sig(buf, n, raw, 64);
+}
+
+
+static void
+sign_hs256(char *buf, const char *header, const char *payload,
+    const unsigned char *key, size_t key_len)
+{
+    size_t         n;
+    unsigned int   len;
+    unsigned char  mac[EVP_MAX_MD_SIZE];
+
+    n = unsigned_token(buf, header, payload);
+    HMAC(EVP_sha256(), key, (int) key_len, (unsigned char *) buf, n, mac,
+         &len);
+    append_sig(buf, n, mac, len);
+}
+
+
+static ts_reason_e
+parse(ts_token_t *tok, const char *token)
+{
+    static unsigned char  buf[TS_TOKEN_BUF_SIZE(TOKEN_MAX)];
+
+    return ts_token_parse(tok, (const unsigned char *) token, strlen(token),
+                          buf, decode);
+}
+
+
+static ts_reason_e
+parse_claims(ts_token_t *tok, const char *payload)
+{
+    static char  token[TOKEN_MAX];
+    size_t       n;
+
+    n = unsigned_token(token, "{\"alg\":\"ES256\",\"kid\":\"k1\"}", payload);
+    strcpy(token + n, ".AAAA");
+
+    return parse(tok, token);
+}
+
+
+static ts_reason_e
+check(const ts_keyset_t *ks, const char *token)
+{
+    ts_token_t   tok;
+    ts_reason_e  rc;
+
+    rc = parse(&tok, token);
+    if (rc != TS_OK) {
+        return rc;
+    }
+
+    return ts_token_verify(ks, &tok);
+}
+
+
+static size_t
+pem_of(EVP_PKEY *pkey, char *buf, size_t size)
+{
+    BIO     *bio;
+    size_t   n;
+
+    bio = BIO_new(BIO_s_mem());
+    PEM_write_bio_PUBKEY(bio, pkey);
+    n = (size_t) BIO_read(bio, buf, (int) size);
+    BIO_free(bio);
+
+    return n;
+}
+
+
+static void
+test_parse(void)
+{
+    ts_token_t   tok;
+    char         token[TOKEN_MAX];
+
+    ok(parse_claims(&tok, "{\"exp\":2000000000,\"s\":1073741840,\"acc\":1,"
+                    "\"id\":\"abc\",\"sid\":\"seller\",\"oid\":7}") == TS_OK
+       && tok.exp == 2000000000 && tok.scope == 1073741840
+       && tok.type == TS_TYPE_BASE && tok.id.len == 3
+       && memcmp(tok.sid.data, "seller", 6) == 0 && tok.oid == 7
+       && tok.kid.len == 2 && tok.alg == TS_ALG_ES256,
+       "claims of a base token are parsed");
+
+    ok(parse_claims(&tok, "{\"exp\":1,\"acc\":4,\"for\":\"asid:svc-1\"}")
+       == TS_OK && tok.type == TS_TYPE_SERVICE
+       && tok.service.len == 5 && memcmp(tok.service.data, "svc-1", 5) == 0,
+       "a service token names its service");
+
+    ok(parse_claims(&tok, "{\"exp\":1,\"sandbox\":true}") == TS_OK
+       && tok.test && tok.type == TS_TYPE_LEGACY,
+       "the obsolete sandbox claim marks a test token");
+
+    ok(parse_claims(&tok, "{\"s\":1}") == TS_MALFORMED,
+       "a token without exp is malformed");
+    ok(parse_claims(&tok, "{\"exp\":1.5}") == TS_MALFORMED,
+       "a fractional exp is malformed");
+    ok(parse_claims(&tok, "{\"exp\":\"1\"}") == TS_MALFORMED,
+       "a string exp is malformed");
+    ok(parse_claims(&tok, "{\"exp\":1,\"exp\":2}") == TS_MALFORMED,
+       "duplicate claims are malformed");
+    ok(parse_claims(&tok, "{\"exp\":1,\"s\":-1}") == TS_MALFORMED,
+       "a negative s is malformed");
+    ok(parse_claims(&tok, "{\"exp\":1,\"s\":18446744073709551616}")
+       == TS_MALFORMED, "an s past 64 bits is malformed");
+    ok(parse_claims(&tok, "{\"exp\":1,\"t\":1}") == TS_MALFORMED,
+       "a non-boolean t is malformed");
+    ok(parse_claims(&tok, "{\"exp\":1,\"acc\":4,\"for\":\"self\"}")
+       == TS_MALFORMED, "a service token without asid is malformed");
+    ok(parse_claims(&tok, "{\"exp\":1,\"acc\":2}") == TS_MALFORMED,
+       "a test token without t is malformed");
+    ok(parse_claims(&tok, "{\"exp\":1,\"acc\":3,\"for\":\"asid:1\"}")
+       == TS_MALFORMED, "a personal token for a service is malformed");
+    ok(parse_claims(&tok, "{\"exp\":1,\"acc\":9}") == TS_MALFORMED,
+       "an unknown acc is malformed");
+    ok(parse_claims(&tok, "{\"accessID\":\"x\",\"exp\":1}") == TS_MALFORMED,
+       "a legacy accessID token is refused");
+    ok(parse_claims(&tok, "[1]") == TS_MALFORMED,
+       "a payload that is no object is malformed");
+
+    ok(parse(&tok, "a.b") == TS_MALFORMED, "two segments are malformed");
+    ok(parse(&tok, "a.b.c.d") == TS_MALFORMED, "four segments are malformed");
+    ok(parse(&tok, ".eyJ9.") == TS_MALFORMED, "an empty header is malformed");
+    ok(parse(&tok, "eyJ9=.eyJ9.") == TS_MALFORMED, "padding is malformed");
+    ok(parse(&tok, "ey J9.eyJ9.") == TS_MALFORMED,
+       "a space is malformed");
+    ok(parse(&tok, "eyJhbGciOiJFUzI1NiJ9A.e30.AAAA") == TS_MALFORMED,
+       "an impossible base64url length is malformed");
+
+    unsigned_token(token, "{\"alg\":\"none\"}", "{\"exp\":9999999999}");
+    strcat(token, ".");
+    ok(parse(&tok, token) == TS_BAD_SIGNATURE, "alg none is refused");
+
+    unsigned_token(token, "{\"alg\":\"ES256\",\"crit\":[\"b64\"]}",
+                   "{\"exp\":9999999999}");
+    strcat(token, ".AAAA");
+    ok(parse(&tok, token) == TS_MALFORMED, "a crit header is refused");
+
+    unsigned_token(token, "{\"kid\":\"a\"}", "{\"exp\":9999999999}");
+    strcat(token, ".AAAA");
+    ok(parse(&tok, token) == TS_MALFORMED, "a header without alg is refused");
+}
+
+
+static void
+test_time(void)
+{
+    ts_token_t  tok;
+
+    memset(&tok, 0, sizeof(tok));
+    tok.exp = 1000;
+
+    ok(ts_token_check_time(&tok, 999, 0) == TS_OK, "before exp is valid");
+    ok(ts_token_check_time(&tok, 1000, 0) == TS_EXPIRED, "at exp expired");
+    ok(ts_token_check_time(&tok, 1010, 30) == TS_OK,
+       "leeway extends exp");
+
+    tok.has_nbf = 1;
+    tok.nbf = 900;
+    ok(ts_token_check_time(&tok, 800, 0) == TS_NOT_YET_VALID,
+       "before nbf is not yet valid");
+    ok(ts_token_check_time(&tok, 800, 100) == TS_OK, "leeway covers nbf");
+
+    tok.has_nbf = 0;
+    tok.has_iat = 1;
+    tok.iat = 950;
+    ok(ts_token_check_time(&tok, 900, 10) == TS_NOT_YET_VALID,
+       "an iat in the future is not yet valid");
+}
+
+
+static void
+test_verify(void)
+{
+    int            rc;
+    char           pem[4096], jwks[4096], token[TOKEN_MAX], err[256];
+    char           x[64], y[64];
+    size_t         n, xlen, ylen;
+    EVP_PKEY      *pkey, *other;
+    ts_keyset_t    ks, ks2, hks;
+    unsigned char  pub[65];
+    static const unsigned char  secret[] =
+        "0123456789abcdef0123456789abcdef";
+
+    const char  *header = "{\"alg\":\"ES256\",\"kid\":\"k1\",\"typ\":\"JWT\"}";
+    const char  *claims = "{\"exp\":9999999999,\"s\":16}";
+
+    pkey = EVP_EC_gen("P-256");
+    other = EVP_EC_gen("P-256");
+
+    memset(&ks, 0, sizeof(ks));
+    n = pem_of(pkey, pem, sizeof(pem));
+    ok(ts_keyset_add_pem(&ks, (unsigned char *) pem, n, "k1", err,
+                         sizeof(err)) == 0, "a PEM P-256 key loads");
+
+    ok(ts_keyset_add_pem(&ks, (unsigned char *) pem, n, "k1", err,
+                         sizeof(err)) != 0 && strstr(err, "duplicate"),
+       "a duplicate kid is refused");
+
+    ok(ts_keyset_add_pem(&ks, (unsigned char *) "junk", 4, "k2", err,
+                         sizeof(err)) != 0, "junk is not a PEM key");
+
+    sign_es256(token, header, claims, pkey, 0);
+    ok(check(&ks, token) == TS_OK, "a valid ES256 token verifies");
+
+    token[strlen(token) - 2] ^= 1;
+    ok(check(&ks, token) == TS_BAD_SIGNATURE, "a flipped bit fails");
+
+    sign_es256(token, header, claims, pkey, 1);
+    ok(check(&ks, token) == TS_BAD_SIGNATURE, "a DER signature fails");
+
+    sign_es256(token, header, claims, other, 0);
+    ok(check(&ks, token) == TS_BAD_SIGNATURE, "another key's signature fails");
+
+    sign_es256(token, "{\"alg\":\"ES256\",\"kid\":\"k9\"}", claims, pkey, 0);
+    ok(check(&ks, token) == TS_UNKNOWN_KEY, "an unknown kid is refused");
+
+    sign_es256(token, "{\"alg\":\"ES256\"}", claims, pkey, 0);
+    ok(check(&ks, token) == TS_OK, "no kid is fine with one key");
+
+    sign_hs256(token, "{\"alg\":\"HS256\",\"kid\":\"k1\"}", claims,
+               (unsigned char *) pem, n);
+    ok(check(&ks, token) == TS_BAD_SIGNATURE,
+       "HS256 signed with the public key is refused");
+
+    /* the same key as a JWK */
+    EVP_PKEY_get_octet_string_param(pkey, OSSL_PKEY_PARAM_PUB_KEY, pub,
+                                    sizeof(pub), &n);
+    xlen = encode(x, pub + 1, 32);
+    ylen = encode(y, pub + 33, 32);
+
+    snprintf(jwks, sizeof(jwks), "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\","
+             "\"kid\":\"j1\",\"x\":\"%.*s\",\"y\":\"%.*s\"},"
+             "{\"kty\":\"oct\",\"kid\":\"h1\",\"alg\":\"HS256\",\"k\":"
+             "\"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY\"}]}",
+             (int) xlen, x, (int) ylen, y);
+
+    memset(&ks2, 0, sizeof(ks2));
+    rc = ts_keyset_add_jwks(&ks2, (unsigned char *) jwks, strlen(jwks),
+                            decode, err, sizeof(err));
+    ok(rc == 0 && ks2.nkeys == 2, "a JWKS with an EC and an oct key loads");
+
+    sign_es256(token, "{\"alg\":\"ES256\",\"kid\":\"j1\"}", claims, pkey, 0);
+    ok(check(&ks2, token) == TS_OK, "a JWK EC key verifies");
+
+    sign_hs256(token, "{\"alg\":\"HS256\",\"kid\":\"h1\"}", claims, secret,
+               32);
+    ok(check(&ks2, token) == TS_OK, "an oct key verifies HS256");
+
+    sign_hs256(token, "{\"alg\":\"HS384\",\"kid\":\"h1\"}", claims, secret,
+               32);
+    ok(check(&ks2, token) == TS_BAD_SIGNATURE,
+       "an alg pinned by the JWK holds");
+
+    sign_es256(token, "{\"alg\":\"ES256\"}", claims, pkey, 0);
+    ok(check(&ks2, token) == TS_UNKNOWN_KEY,
+       "no kid is refused with two keys");
+
+    /* a point off the curve */
+    y[0] = y[0] == 'A' ? 'B' : 'A';
+    snprintf(jwks, sizeof(jwks), "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\","
+             "\"kid\":\"j1\",\"x\":\"%.*s\",\"y\":\"%.*s\"}]}",
+             (int) xlen, x, (int) ylen, y);
+
+    memset(&hks, 0, sizeof(hks));
+    ok(ts_keyset_add_jwks(&hks, (unsigned char *) jwks, strlen(jwks),
+                          decode, err, sizeof(err)) != 0,
+       "an EC point off the curve is refused");
+
+    snprintf(jwks, sizeof(jwks),
+             "{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2hvcnQ\"}]}");
+    ok(ts_keyset_add_jwks(&hks, (unsigned char *) jwks, strlen(jwks),
+                          decode, err, sizeof(err)) != 0,
+       "a short HMAC secret is refused");
+
+    ts_keyset_free(&hks);
+    ts_keyset_free(&ks2);
+    ts_keyset_free(&ks);
+    EVP_PKEY_free(other);
+    EVP_PKEY_free(pkey);
+}
+
+
+static void
+test_categories(void)
+{
+    char             buf[256], err[256];
+    size_t           n;
+    uint64_t         mask;
+    unsigned         common;
+    ts_str_t         bad;
+    ts_categories_t  cats;
+
+    ts_categories_init(&cats);
+
+    ok(ts_categories_parse(&cats, (unsigned char *) "marketplace, analytics",
+                           22, &mask, &common, &bad) == 0
+       && mask == ((1 << 4) | (1 << 2)) && !common,
+       "names and aliases parse into bits");
+
+    ok(ts_categories_parse(&cats, (unsigned char *) "all", 3, &mask, &common,
+                           &bad) == 0 && mask == 0 && common,
+       "all needs no bit");
+
+    ok(ts_categories_parse(&cats, (unsigned char *) "content nope", 12,
+                           &mask, &common, &bad) != 0
+       && bad.len == 4 && memcmp(bad.data, "nope", 4) == 0,
+       "an unknown name is reported");
+
+    ok(ts_categories_parse(&cats, (unsigned char *) " , ", 3, &mask, &common,
+                           &bad) != 0, "an empty list is refused");
+
+    ok(ts_categories_add(&cats, "loyalty", 7, 20, err, sizeof(err)) == 0
+       && ts_categories_find(&cats, "loyalty", 7)->bit == 20,
+       "a category can be added");
+
+    ok(ts_categories_add(&cats, "x", 1, 30, err, sizeof(err)) != 0,
+       "bit 30 is not a category");
+    ok(ts_categories_add(&cats, "x", 1, 63, err, sizeof(err)) != 0,
+       "bit 63 is out of range");
+    ok(ts_categories_add(&cats, "all", 3, 5, err, sizeof(err)) != 0,
+       "all cannot be redefined");
+    ok(ts_categories_add(&cats, "Bad", 3, 5, err, sizeof(err)) != 0,
+       "upper case names are refused");
+
+    n = ts_categories_format(&cats, (1 << 4) | (1 << 5) | (1u << 30)
+                             | ((uint64_t) 1 << 40), ',', buf, sizeof(buf));
+    ok(n == strlen("marketplace,statistics,bit40")
+       && memcmp(buf, "marketplace,statistics,bit40", n) == 0,
+       "masks format as names without the read-only bit");
+}
+
+
+static void
+test_decide(void)
+{
+    uint64_t     missing;
+    ts_token_t   tok;
+    ts_policy_t  policy;
+
+    memset(&tok, 0, sizeof(tok));
+    memset(&policy, 0, sizeof(policy));
+
+    tok.type = TS_TYPE_BASE;
+    tok.scope = (1 << 4) | TS_READONLY_MASK;
+    policy.required = 1 << 4;
+    policy.legacy = 1;
+
+    ok(ts_decide(&policy, &tok, &missing) == TS_OK, "a granted read passes");
+
+    policy.write = 1;
+    ok(ts_decide(&policy, &tok, &missing) == TS_READ_ONLY,
+       "a read-only token cannot write");
+
+    policy.write = 0;
+    policy.required = (1 << 4) | (1 << 5);
+    ok(ts_decide(&policy, &tok, &missing) == TS_CATEGORY
+       && missing == (1 << 5), "a missing category is named");
+
+    policy.required = 0;
+    policy.sandbox = 1;
+    ok(ts_decide(&policy, &tok, &missing) == TS_ENVIRONMENT,
+       "sandbox refuses production tokens");
+
+    tok.test = 1;
+    ok(ts_decide(&policy, &tok, &missing) == TS_OK,
+       "sandbox takes test tokens");
+
+    policy.sandbox = 0;
+    ok(ts_decide(&policy, &tok, &missing) == TS_ENVIRONMENT,
+       "production refuses test tokens");
+
+    tok.test = 0;
+    policy.types = TS_TYPE_BIT(TS_TYPE_PERSONAL);
+    ok(ts_decide(&policy, &tok, &missing) == TS_TOKEN_TYPE,
+       "a type outside the list is refused");
+
+    policy.types = 0;
+    tok.type = TS_TYPE_LEGACY;
+    policy.legacy = 0;
+    ok(ts_decide(&policy, &tok, &missing) == TS_TOKEN_TYPE,
+       "legacy tokens can be switched off");
+}
+
+
+int
+main(void)
+{
+    test_parse();
+    test_time();
+    test_verify();
+    test_categories();
+    test_decide();
+
+    printf("1..%d\n", tests);
+
+    return failed ? 1 : 0;
+}
