@@ -21,13 +21,24 @@
 #define NGX_HTTP_TOKEN_SCOPE_PRODUCTION  0
 #define NGX_HTTP_TOKEN_SCOPE_SANDBOX     1
 
+#define NGX_HTTP_TOKEN_SCOPE_UNMATCHED_LOCATION   0
+#define NGX_HTTP_TOKEN_SCOPE_UNMATCHED_DENY       1
+#define NGX_HTTP_TOKEN_SCOPE_UNMATCHED_NOT_FOUND  2
+
 #define NGX_HTTP_TOKEN_SCOPE_ALLOW       1
 #define NGX_HTTP_TOKEN_SCOPE_DENY        2
 #define NGX_HTTP_TOKEN_SCOPE_WOULD_DENY  3
 
 
 typedef struct {
+    ngx_str_t                   name;
+    ts_ops_t                   *ops;
+} ngx_http_token_scope_catalog_t;
+
+
+typedef struct {
     ts_categories_t             categories;
+    ngx_array_t                 catalogs;    /* of ..._catalog_t */
     ngx_int_t                   request_id_index;
 } ngx_http_token_scope_main_conf_t;
 
@@ -58,6 +69,8 @@ typedef struct {
     ngx_uint_t                  mode;
     ngx_uint_t                  deny_status;
     ngx_str_t                   origin;
+    ngx_http_token_scope_catalog_t  *operations;
+    ngx_uint_t                  unmatched;
 } ngx_http_token_scope_loc_conf_t;
 
 
@@ -68,6 +81,7 @@ typedef struct {
     uint64_t                    required;
     uint64_t                    missing;
     unsigned                    common;
+    const ts_op_t              *op;
     unsigned                    parsed:1;    /* token holds claims */
 } ngx_http_token_scope_ctx_t;
 
@@ -75,6 +89,12 @@ typedef struct {
 extern ngx_module_t  ngx_http_token_scope_module;
 
 
+ngx_int_t ngx_http_token_scope_find_operation(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx);
+char *ngx_http_token_scope_operations_block(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_token_scope_operations_use(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 ngx_int_t ngx_http_token_scope_deny(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t *ctx);
 ngx_str_t *ngx_http_token_scope_format_required(ngx_http_request_t *r,

@@ -53,6 +53,8 @@ static ngx_int_t ngx_http_token_scope_variable_decision(
     ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_token_scope_variable_reason(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_token_scope_variable_operation(
+    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
 static void ngx_http_token_scope_variable_set(ngx_http_variable_value_t *v,
     u_char *data, size_t len);
 
@@ -193,6 +195,20 @@ static ngx_command_t  ngx_http_token_scope_commands[] = {
       offsetof(ngx_http_token_scope_loc_conf_t, origin),
       NULL },
 
+    { ngx_string("token_scope_operations"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_TAKE1,
+      ngx_http_token_scope_operations_block,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("token_scope_operations_use"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_token_scope_operations_use,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("token_scope_category"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
       ngx_http_token_scope_category,
@@ -272,6 +288,9 @@ static ngx_http_token_scope_var_t  ngx_http_token_scope_vars[] = {
     { ngx_string("token_scope_reason"),
       ngx_http_token_scope_variable_reason, 0 },
 
+    { ngx_string("token_scope_operation"),
+      ngx_http_token_scope_variable_operation, 0 },
+
     { ngx_null_string, NULL, 0 }
 };
 
@@ -305,14 +324,21 @@ ngx_http_token_scope_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_http_token_scope_required(r, tlcf, ctx);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
     ngx_http_set_ctx(r, ctx, ngx_http_token_scope_module);
 
-    ctx->reason = ngx_http_token_scope_check(r, tlcf, ctx);
+    if (tlcf->operations != NULL
+        && ngx_http_token_scope_find_operation(r, tlcf, ctx) != NGX_OK)
+    {
+        ctx->reason = TS_OPERATION;
+
+    } else {
+        rc = ngx_http_token_scope_required(r, tlcf, ctx);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        ctx->reason = ngx_http_token_scope_check(r, tlcf, ctx);
+    }
 
     if (ctx->reason == TS_OK) {
         ctx->decision = NGX_HTTP_TOKEN_SCOPE_ALLOW;
@@ -339,7 +365,10 @@ ngx_http_token_scope_handler(ngx_http_request_t *r)
 }
 
 
-/* the categories this request needs: from the location or a variable */
+/*
+ * the categories this request needs: from its operation, the location or
+ * a variable
+ */
 
 static ngx_int_t
 ngx_http_token_scope_required(ngx_http_request_t *r,
@@ -348,6 +377,12 @@ ngx_http_token_scope_required(ngx_http_request_t *r,
     ngx_str_t                          value;
     ts_str_t                           bad;
     ngx_http_token_scope_main_conf_t  *tmcf;
+
+    if (ctx->op != NULL) {
+        ctx->required = ctx->op->required;
+        ctx->common = ctx->op->common;
+        return NGX_OK;
+    }
 
     if (tlcf->required_value == NULL) {
         ctx->required = tlcf->required;
@@ -425,8 +460,16 @@ ngx_http_token_scope_check(ngx_http_request_t *r,
     }
 
     policy.required = ctx->required;
-    policy.types = tlcf->types;
-    policy.write = ngx_http_token_scope_writes(r, tlcf);
+
+    if (ctx->op != NULL) {
+        policy.types = ctx->op->types ? ctx->op->types : tlcf->types;
+        policy.write = ctx->op->write;
+
+    } else {
+        policy.types = tlcf->types;
+        policy.write = ngx_http_token_scope_writes(r, tlcf);
+    }
+
     policy.sandbox = (tlcf->environment == NGX_HTTP_TOKEN_SCOPE_SANDBOX);
     policy.legacy = tlcf->legacy;
 
@@ -787,6 +830,26 @@ ngx_http_token_scope_variable_reason(ngx_http_request_t *r,
 
 
 static ngx_int_t
+ngx_http_token_scope_variable_operation(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_token_scope_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_token_scope_module);
+
+    if (ctx == NULL || ctx->op == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    ngx_http_token_scope_variable_set(v, (u_char *) ctx->op->name,
+                                      ctx->op->name_len);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
 ngx_http_token_scope_add_variables(ngx_conf_t *cf)
 {
     ngx_http_variable_t         *var;
@@ -869,6 +932,7 @@ ngx_http_token_scope_create_loc_conf(ngx_conf_t *cf)
     tlcf->legacy = NGX_CONF_UNSET;
     tlcf->mode = NGX_CONF_UNSET_UINT;
     tlcf->deny_status = NGX_CONF_UNSET_UINT;
+    tlcf->operations = NGX_CONF_UNSET_PTR;
 
     return tlcf;
 }
@@ -913,6 +977,13 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_uint_value(conf->deny_status, prev->deny_status,
                               NGX_HTTP_UNAUTHORIZED);
     ngx_conf_merge_str_value(conf->origin, prev->origin, "");
+
+    if (conf->operations == NGX_CONF_UNSET_PTR) {
+        conf->operations = prev->operations;
+        conf->unmatched = prev->unmatched;
+    }
+
+    ngx_conf_merge_ptr_value(conf->operations, prev->operations, NULL);
 
     if (!conf->enable) {
         return NGX_CONF_OK;

@@ -68,7 +68,15 @@ static ngx_http_token_scope_answer_t  ngx_http_token_scope_answers[] = {
       ngx_string("personal token used by a cloud service"), 1 },
     /* TS_REDIS_UNAVAILABLE */
     { ngx_string("token problem; revocation state unavailable"),
-      ngx_null_string, 0 }
+      ngx_null_string, 0 },
+    /* TS_OPERATION */
+    { ngx_string("token scope not allowed"),
+      ngx_string("no such operation"), 1 }
+};
+
+
+static ngx_http_token_scope_answer_t  ngx_http_token_scope_not_found = {
+    ngx_string("path not found"), ngx_null_string, 0
 };
 
 
@@ -98,7 +106,15 @@ ngx_http_token_scope_deny(ngx_http_request_t *r,
 
     status = answer->scope ? tlcf->deny_status : NGX_HTTP_UNAUTHORIZED;
 
-    if (status == NGX_HTTP_FORBIDDEN) {
+    if (ctx->reason == TS_OPERATION
+        && tlcf->unmatched == NGX_HTTP_TOKEN_SCOPE_UNMATCHED_NOT_FOUND)
+    {
+        answer = &ngx_http_token_scope_not_found;
+        status = NGX_HTTP_NOT_FOUND;
+        ngx_str_set(&title, "not found");
+        ngx_str_set(&status_text, "Not Found");
+
+    } else if (status == NGX_HTTP_FORBIDDEN) {
         ngx_str_set(&title, "forbidden");
         ngx_str_set(&status_text, "Forbidden");
 
@@ -161,8 +177,9 @@ ngx_http_token_scope_deny(ngx_http_request_t *r,
     cv.lengths = NULL;
     cv.values = NULL;
 
-    if (ngx_http_token_scope_www_authenticate(r, ctx, answer->scope)
-        != NGX_OK)
+    if (status != NGX_HTTP_NOT_FOUND
+        && ngx_http_token_scope_www_authenticate(r, ctx, answer->scope)
+           != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -55,6 +55,7 @@ typedef enum {
     TS_SERVICE_SECRET,
     TS_PERSONAL_CLOUD,
     TS_REDIS_UNAVAILABLE,
+    TS_OPERATION,
     TS_REASON_MAX
 } ts_reason_e;
 
@@ -167,6 +168,19 @@ typedef struct {
 } ts_policy_t;
 
 
+/* what one catalogued operation needs */
+typedef struct {
+    uint64_t                required;
+    unsigned                types;
+    unsigned                common:1;
+    unsigned                write:1;
+    char                   *name;        /* "METHOD host/path-template" */
+    size_t                  name_len;
+} ts_op_t;
+
+typedef struct ts_ops_s  ts_ops_t;
+
+
 const char *ts_reason_name(ts_reason_e reason);
 const char *ts_type_name(ts_type_e type);
 int ts_type_by_name(const char *name, size_t len);
@@ -196,6 +210,14 @@ int ts_categories_parse(const ts_categories_t *cats,
 const char *ts_categories_name(const ts_categories_t *cats, unsigned bit);
 size_t ts_categories_format(const ts_categories_t *cats, uint64_t mask,
     char sep, char *buf, size_t size);
+
+ts_ops_t *ts_ops_create(void);
+int ts_ops_add(ts_ops_t *ops, const ts_str_t *method, const ts_str_t *host,
+    const ts_str_t *path, const ts_op_t *op, char *err, size_t errlen);
+const ts_op_t *ts_ops_match(const ts_ops_t *ops, const ts_str_t *method,
+    const ts_str_t *host, const ts_str_t *path);
+size_t ts_ops_count(const ts_ops_t *ops);
+void ts_ops_free(ts_ops_t *ops);
 
 ts_reason_e ts_decide(const ts_policy_t *policy, const ts_token_t *tok,
     uint64_t *missing);

@@ -50,7 +50,8 @@ static const char  *ts_reason_names[TS_REASON_MAX] = {
     "token_type",
     "service_secret",
     "personal_cloud",
-    "redis_unavailable"
+    "redis_unavailable",
+    "operation"
 };
 
 

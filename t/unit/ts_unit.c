@@ -547,6 +547,99 @@ test_decide(void)
 }
 
 
+static const ts_op_t *
+match(ts_ops_t *ops, const char *method, const char *host, const char *path)
+{
+    ts_str_t  m, h, p;
+
+    m.data = (unsigned char *) method;
+    m.len = strlen(method);
+    h.data = (unsigned char *) host;
+    h.len = strlen(host);
+    p.data = (unsigned char *) path;
+    p.len = strlen(path);
+
+    return ts_ops_match(ops, &m, &h, &p);
+}
+
+
+static int
+add(ts_ops_t *ops, const char *method, const char *path, unsigned bit,
+    char *err)
+{
+    ts_op_t   op;
+    ts_str_t  m, h, p;
+
+    memset(&op, 0, sizeof(op));
+    op.required = (uint64_t) 1 << bit;
+
+    m.data = (unsigned char *) method;
+    m.len = strlen(method);
+    h.data = (unsigned char *) "api.example.com";
+    h.len = strlen("api.example.com");
+    p.data = (unsigned char *) path;
+    p.len = strlen(path);
+
+    return ts_ops_add(ops, &m, &h, &p, &op, err, 256);
+}
+
+
+static void
+test_ops(void)
+{
+    char            err[256];
+    ts_ops_t       *ops;
+    const ts_op_t  *op;
+
+    ops = ts_ops_create();
+
+    ok(add(ops, "GET", "/api/v3/orders/{orderId}", 4, err) == 0
+       && add(ops, "GET", "/api/v3/orders/new", 5, err) == 0
+       && add(ops, "POST", "/api/v3/orders/{orderId}/cancel", 6, err) == 0
+       && add(ops, "GET", "/api/v3/{a}/{b}/stickers", 7, err) == 0
+       && add(ops, "GET", "/", 8, err) == 0,
+       "operations are added");
+
+    ok(add(ops, "GET", "/api/v3/orders/{id}", 4, err) != 0
+       && strstr(err, "duplicate") != NULL,
+       "a template differing only in its name is a duplicate");
+    ok(add(ops, "GET", "/api/v3/x{id}", 4, err) != 0,
+       "a partial template segment is refused");
+    ok(add(ops, "GET", "api", 4, err) != 0, "a relative path is refused");
+    ok(ts_ops_count(ops) == 5, "five operations are counted");
+
+    op = match(ops, "GET", "api.example.com", "/api/v3/orders/new");
+    ok(op && op->required == 1 << 5, "a literal segment wins");
+
+    op = match(ops, "GET", "api.example.com", "/api/v3/orders/42");
+    ok(op && op->required == 1 << 4
+       && strcmp(op->name, "GET api.example.com/api/v3/orders/{orderId}") == 0,
+       "a template matches any segment and names the operation");
+
+    op = match(ops, "GET", "api.example.com", "/api/v3/orders/new/stickers");
+    ok(op && op->required == 1 << 7,
+       "a failed literal branch falls back to the template");
+
+    op = match(ops, "GET", "api-sandbox.example.com", "/api/v3/orders/1");
+    ok(op && op->required == 1 << 4, "the sandbox twin shares the rules");
+
+    ok(match(ops, "POST", "api.example.com", "/api/v3/orders/1") == NULL,
+       "another method does not match");
+    ok(match(ops, "GET", "other.example.com", "/api/v3/orders/1") == NULL,
+       "another host does not match");
+    ok(match(ops, "GET", "api.example.com", "/api/v3/orders") == NULL,
+       "a prefix of an operation does not match");
+    ok(match(ops, "GET", "api.example.com", "/api/v3/orders/1/2/3") == NULL,
+       "a longer path does not match");
+    op = match(ops, "GET", "api.example.com", "/");
+    ok(op && op->required == 1 << 8, "the root path matches");
+    ok(match(ops, "GET", "-sandbox", "/") == NULL,
+       "a bare sandbox suffix is no twin");
+
+    ts_ops_free(ops);
+}
+
+
 int
 main(void)
 {
@@ -555,6 +648,7 @@ main(void)
     test_verify();
     test_categories();
     test_decide();
+    test_ops();
 
     printf("1..%d\n", tests);
 

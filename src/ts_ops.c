@@ -1,0 +1,369 @@
+
+/*
+ * The operation catalogue: (host, method, path template) -> what the
+ * operation needs.  A trie keyed by host, method and path segments, with
+ * sorted literal children and one "{param}" child per node: a lookup costs
+ * a binary search per segment whatever the number of operations, and a
+ * literal segment wins over a template.
+ */
+
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ts_core.h"
+
+
+#define TS_OPS_DEPTH_MAX  64
+
+
+typedef struct ts_ops_node_s  ts_ops_node_t;
+
+struct ts_ops_node_s {
+    char                   *label;
+    size_t                  len;
+    ts_ops_node_t         **children;    /* literal, sorted by label */
+    size_t                  nchildren;
+    size_t                  nalloc;
+    ts_ops_node_t          *param;       /* "{name}" */
+    ts_op_t                *op;
+};
+
+struct ts_ops_s {
+    ts_ops_node_t           root;
+    size_t                  count;
+};
+
+
+static ts_ops_node_t *ts_ops_child(ts_ops_node_t *node, const char *label,
+    size_t len, int create);
+static int ts_ops_cmp(const char *a, size_t alen, const char *b,
+    size_t blen);
+static const ts_op_t *ts_ops_walk(const ts_ops_node_t *node,
+    const unsigned char *p, const unsigned char *end, unsigned depth);
+static void ts_ops_node_free(ts_ops_node_t *node);
+
+
+ts_ops_t *
+ts_ops_create(void)
+{
+    return calloc(1, sizeof(ts_ops_t));
+}
+
+
+size_t
+ts_ops_count(const ts_ops_t *ops)
+{
+    return ops->count;
+}
+
+
+int
+ts_ops_add(ts_ops_t *ops, const ts_str_t *method, const ts_str_t *host,
+    const ts_str_t *path, const ts_op_t *op, char *err, size_t errlen)
+{
+    size_t          depth;
+    ts_op_t        *copy;
+    const char     *p, *end, *seg;
+    ts_ops_node_t  *node;
+
+    if (path->len == 0 || path->data[0] != '/') {
+        snprintf(err, errlen, "path must start with \"/\"");
+        return -1;
+    }
+
+    node = ts_ops_child(&ops->root, (const char *) host->data, host->len, 1);
+    node = node ? ts_ops_child(node, (const char *) method->data,
+                               method->len, 1)
+                : NULL;
+
+    p = (const char *) path->data;
+    end = p + path->len;
+    depth = 0;
+
+    while (node != NULL) {
+
+        while (p < end && *p == '/') {
+            p++;
+        }
+
+        if (p == end) {
+            break;
+        }
+
+        seg = p;
+
+        while (p < end && *p != '/') {
+            p++;
+        }
+
+        if (++depth > TS_OPS_DEPTH_MAX) {
+            snprintf(err, errlen, "path has more than %d segments",
+                     TS_OPS_DEPTH_MAX);
+            return -1;
+        }
+
+        if (*seg == '{' && p[-1] == '}' && p - seg > 2
+            && memchr(seg + 1, '{', p - seg - 1) == NULL
+            && memchr(seg, '}', p - seg - 1) == NULL)
+        {
+            if (node->param == NULL) {
+                node->param = calloc(1, sizeof(ts_ops_node_t));
+            }
+
+            node = node->param;
+            continue;
+        }
+
+        if (memchr(seg, '{', p - seg) || memchr(seg, '}', p - seg)) {
+            snprintf(err, errlen, "a template must be a whole path segment: "
+                     "\"%.*s\"", (int) (p - seg), seg);
+            return -1;
+        }
+
+        node = ts_ops_child(node, seg, p - seg, 1);
+    }
+
+    if (node == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+
+    if (node->op != NULL) {
+        snprintf(err, errlen, "duplicate operation, the same as \"%s\"",
+                 node->op->name);
+        return -1;
+    }
+
+    copy = malloc(sizeof(ts_op_t) + method->len + host->len + path->len + 3);
+    if (copy == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+
+    *copy = *op;
+
+    /* "METHOD host/path", the value of $token_scope_operation */
+    copy->name = (char *) (copy + 1);
+    copy->name_len = snprintf(copy->name, method->len + host->len + path->len
+                              + 3, "%.*s %.*s%.*s",
+                              (int) method->len, method->data,
+                              (int) host->len, host->data,
+                              (int) path->len, path->data);
+
+    node->op = copy;
+    ops->count++;
+
+    return 0;
+}
+
+
+static int
+ts_ops_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int  rc;
+
+    rc = memcmp(a, b, alen < blen ? alen : blen);
+
+    if (rc != 0) {
+        return rc;
+    }
+
+    return (alen > blen) - (alen < blen);
+}
+
+
+static ts_ops_node_t *
+ts_ops_child(ts_ops_node_t *node, const char *label, size_t len, int create)
+{
+    int              rc;
+    size_t           lo, hi, mid, n;
+    ts_ops_node_t   *child, **children;
+
+    lo = 0;
+    hi = node->nchildren;
+
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+        child = node->children[mid];
+
+        rc = ts_ops_cmp(label, len, child->label, child->len);
+
+        if (rc == 0) {
+            return child;
+        }
+
+        if (rc < 0) {
+            hi = mid;
+
+        } else {
+            lo = mid + 1;
+        }
+    }
+
+    if (!create) {
+        return NULL;
+    }
+
+    if (node->nchildren == node->nalloc) {
+        n = node->nalloc ? 2 * node->nalloc : 4;
+
+        children = realloc(node->children, n * sizeof(ts_ops_node_t *));
+        if (children == NULL) {
+            return NULL;
+        }
+
+        node->children = children;
+        node->nalloc = n;
+    }
+
+    child = calloc(1, sizeof(ts_ops_node_t) + len);
+    if (child == NULL) {
+        return NULL;
+    }
+
+    child->label = (char *) (child + 1);
+    child->len = len;
+    memcpy(child->label, label, len);
+
+    memmove(&node->children[lo + 1], &node->children[lo],
+            (node->nchildren - lo) * sizeof(ts_ops_node_t *));
+
+    node->children[lo] = child;
+    node->nchildren++;
+
+    return child;
+}
+
+
+/*
+ * host is matched as given and, failing that, without a "-sandbox"
+ * suffix on its first label, so one catalogue serves both twins
+ */
+
+const ts_op_t *
+ts_ops_match(const ts_ops_t *ops, const ts_str_t *method,
+    const ts_str_t *host, const ts_str_t *path)
+{
+    size_t                len;
+    const ts_op_t        *op;
+    const unsigned char  *dot;
+    ts_ops_node_t        *node;
+    char                  twin[256];
+
+    static const char     sandbox[] = "-sandbox";
+
+    node = ts_ops_child((ts_ops_node_t *) &ops->root,
+                        (const char *) host->data, host->len, 0);
+
+    if (node == NULL) {
+        dot = memchr(host->data, '.', host->len);
+        len = dot ? (size_t) (dot - host->data) : host->len;
+
+        if (len < sizeof(sandbox) - 1
+            || host->len >= sizeof(twin)
+            || memcmp(host->data + len - (sizeof(sandbox) - 1), sandbox,
+                      sizeof(sandbox) - 1)
+               != 0)
+        {
+            return NULL;
+        }
+
+        len -= sizeof(sandbox) - 1;
+        memcpy(twin, host->data, len);
+        memcpy(twin + len, host->data + len + sizeof(sandbox) - 1,
+               host->len - len - (sizeof(sandbox) - 1));
+
+        node = ts_ops_child((ts_ops_node_t *) &ops->root, twin,
+                            host->len - (sizeof(sandbox) - 1), 0);
+        if (node == NULL) {
+            return NULL;
+        }
+    }
+
+    node = ts_ops_child(node, (const char *) method->data, method->len, 0);
+    if (node == NULL) {
+        return NULL;
+    }
+
+    op = ts_ops_walk(node, path->data, path->data + path->len, 0);
+
+    return op;
+}
+
+
+static const ts_op_t *
+ts_ops_walk(const ts_ops_node_t *node, const unsigned char *p,
+    const unsigned char *end, unsigned depth)
+{
+    const ts_op_t        *op;
+    const unsigned char  *seg;
+    ts_ops_node_t        *child;
+
+    while (p < end && *p == '/') {
+        p++;
+    }
+
+    if (p == end) {
+        return node->op;
+    }
+
+    if (depth == TS_OPS_DEPTH_MAX) {
+        return NULL;
+    }
+
+    seg = p;
+
+    while (p < end && *p != '/') {
+        p++;
+    }
+
+    child = ts_ops_child((ts_ops_node_t *) node, (const char *) seg, p - seg,
+                         0);
+
+    if (child != NULL) {
+        op = ts_ops_walk(child, p, end, depth + 1);
+        if (op != NULL) {
+            return op;
+        }
+    }
+
+    if (node->param != NULL) {
+        return ts_ops_walk(node->param, p, end, depth + 1);
+    }
+
+    return NULL;
+}
+
+
+void
+ts_ops_free(ts_ops_t *ops)
+{
+    if (ops == NULL) {
+        return;
+    }
+
+    ts_ops_node_free(&ops->root);
+    free(ops);
+}
+
+
+static void
+ts_ops_node_free(ts_ops_node_t *node)
+{
+    size_t  i;
+
+    for (i = 0; i < node->nchildren; i++) {
+        ts_ops_node_free(node->children[i]);
+        free(node->children[i]);
+    }
+
+    if (node->param != NULL) {
+        ts_ops_node_free(node->param);
+        free(node->param);
+    }
+
+    free(node->children);
+    free(node->op);
+}
