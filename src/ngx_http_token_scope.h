@@ -71,6 +71,11 @@ typedef struct {
     ngx_str_t                   origin;
     ngx_http_token_scope_catalog_t  *operations;
     ngx_uint_t                  unmatched;
+
+    ngx_array_t                *personal_only_names;
+    uint64_t                    personal_only;
+    ngx_array_t                *personal_from;   /* of ngx_cidr_t */
+    ts_secrets_t               *secrets;
 } ngx_http_token_scope_loc_conf_t;
 
 
@@ -82,7 +87,9 @@ typedef struct {
     uint64_t                    missing;
     unsigned                    common;
     const ts_op_t              *op;
-    unsigned                    parsed:1;    /* token holds claims */
+    unsigned                    verified:1;  /* token holds trusted claims */
+    unsigned                    done:1;      /* the access handler acted */
+    unsigned                    failed:1;    /* a configuration error */
 } ngx_http_token_scope_ctx_t;
 
 

@@ -14,6 +14,10 @@
 #include "ngx_http_token_scope.h"
 
 
+/* key and secret files are small; a huge one is a mistake */
+#define NGX_HTTP_TOKEN_SCOPE_FILE_MAX  (1024 * 1024)
+
+
 typedef struct {
     ngx_str_t                   name;
     ngx_http_get_variable_pt    handler;
@@ -22,12 +26,16 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_token_scope_handler(ngx_http_request_t *r);
+static ngx_http_token_scope_ctx_t *ngx_http_token_scope_evaluate(
+    ngx_http_request_t *r);
 static ngx_int_t ngx_http_token_scope_required(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx);
 static ts_reason_e ngx_http_token_scope_check(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx);
 static ngx_int_t ngx_http_token_scope_get_token(ngx_http_request_t *r,
     ngx_str_t *token);
+static ngx_int_t ngx_http_token_scope_client_secret(ngx_http_request_t *r,
+    ngx_str_t *secret);
 static ngx_uint_t ngx_http_token_scope_writes(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf);
 static void ngx_http_token_scope_log(ngx_http_request_t *r,
@@ -65,7 +73,8 @@ static void *ngx_http_token_scope_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
 static ngx_int_t ngx_http_token_scope_resolve(ngx_conf_t *cf,
-    ngx_http_token_scope_loc_conf_t *tlcf);
+    ngx_array_t *names, uint64_t *mask, unsigned *common);
+static ngx_array_t *ngx_http_token_scope_names(ngx_conf_t *cf);
 static char *ngx_http_token_scope(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_token_scope_key_file(ngx_conf_t *cf,
@@ -78,7 +87,16 @@ static char *ngx_http_token_scope_deny_status(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_token_scope_verify_warn(ngx_conf_t *cf, void *post,
     void *data);
+static char *ngx_http_token_scope_personal_only(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_token_scope_personal_from(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_token_scope_service_secrets(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static u_char *ngx_http_token_scope_read_file(ngx_conf_t *cf,
+    ngx_str_t *name, size_t *len);
 static void ngx_http_token_scope_cleanup_keys(void *data);
+static void ngx_http_token_scope_cleanup_secrets(void *data);
 static ngx_int_t ngx_http_token_scope_init(ngx_conf_t *cf);
 
 
@@ -193,6 +211,27 @@ static ngx_command_t  ngx_http_token_scope_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_token_scope_loc_conf_t, origin),
+      NULL },
+
+    { ngx_string("token_scope_personal_only"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_token_scope_personal_only,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("token_scope_personal_from"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_token_scope_personal_from,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("token_scope_service_secrets"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_token_scope_service_secrets,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("token_scope_operations"),
@@ -311,47 +350,35 @@ ngx_http_token_scope_handler(ngx_http_request_t *r)
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "token scope handler");
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_token_scope_module);
+    ctx = ngx_http_token_scope_evaluate(r);
+    if (ctx == NULL || ctx->failed) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
-    if (ctx != NULL) {
+    if (ctx->done) {
         /* the access phase may run again, e.g. after a subrequest */
         return ctx->decision == NGX_HTTP_TOKEN_SCOPE_ALLOW ? NGX_OK
                                                            : NGX_DECLINED;
     }
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_token_scope_ctx_t));
-    if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    ctx->done = 1;
 
-    ngx_http_set_ctx(r, ctx, ngx_http_token_scope_module);
+    switch (ctx->decision) {
 
-    if (tlcf->operations != NULL
-        && ngx_http_token_scope_find_operation(r, tlcf, ctx) != NGX_OK)
-    {
-        ctx->reason = TS_OPERATION;
-
-    } else {
-        rc = ngx_http_token_scope_required(r, tlcf, ctx);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        ctx->reason = ngx_http_token_scope_check(r, tlcf, ctx);
-    }
-
-    if (ctx->reason == TS_OK) {
-        ctx->decision = NGX_HTTP_TOKEN_SCOPE_ALLOW;
+    case NGX_HTTP_TOKEN_SCOPE_ALLOW:
         return NGX_OK;
-    }
 
-    if (tlcf->mode == NGX_HTTP_TOKEN_SCOPE_REPORT) {
-        ctx->decision = NGX_HTTP_TOKEN_SCOPE_WOULD_DENY;
+    case NGX_HTTP_TOKEN_SCOPE_WOULD_DENY:
         ngx_http_token_scope_log(r, ctx, NGX_LOG_WARN, "would deny");
+        return NGX_DECLINED;
+
+    case NGX_HTTP_TOKEN_SCOPE_DENY:
+        break;
+
+    default: /* "off" from a variable */
         return NGX_DECLINED;
     }
 
-    ctx->decision = NGX_HTTP_TOKEN_SCOPE_DENY;
     ngx_http_token_scope_log(r, ctx,
                              ctx->reason == TS_MISSING ? NGX_LOG_INFO
                                                        : NGX_LOG_ERR,
@@ -362,6 +389,72 @@ ngx_http_token_scope_handler(ngx_http_request_t *r)
     ngx_http_finalize_request(r, rc);
 
     return NGX_DONE;
+}
+
+
+/*
+ * The decision, made once per request: by the access handler or earlier,
+ * when a variable such as $token_scope_seller is read in the preaccess
+ * phase for limit_req.  NULL where the module is off.
+ */
+
+static ngx_http_token_scope_ctx_t *
+ngx_http_token_scope_evaluate(ngx_http_request_t *r)
+{
+    ngx_http_token_scope_ctx_t       *ctx;
+    ngx_http_token_scope_loc_conf_t  *tlcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_token_scope_module);
+    if (ctx != NULL) {
+        return ctx;
+    }
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_token_scope_module);
+
+    if (!tlcf->enable) {
+        return NULL;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_token_scope_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_token_scope_module);
+
+    if (tlcf->operations != NULL
+        && ngx_http_token_scope_find_operation(r, tlcf, ctx) != NGX_OK)
+    {
+        ctx->reason = TS_OPERATION;
+
+    } else {
+        switch (ngx_http_token_scope_required(r, tlcf, ctx)) {
+
+        case NGX_OK:
+            break;
+
+        case NGX_DECLINED:
+            return ctx;
+
+        default:
+            ctx->failed = 1;
+            return ctx;
+        }
+
+        ctx->reason = ngx_http_token_scope_check(r, tlcf, ctx);
+    }
+
+    if (ctx->reason == TS_OK) {
+        ctx->decision = NGX_HTTP_TOKEN_SCOPE_ALLOW;
+
+    } else if (tlcf->mode == NGX_HTTP_TOKEN_SCOPE_REPORT) {
+        ctx->decision = NGX_HTTP_TOKEN_SCOPE_WOULD_DENY;
+
+    } else {
+        ctx->decision = NGX_HTTP_TOKEN_SCOPE_DENY;
+    }
+
+    return ctx;
 }
 
 
@@ -391,7 +484,7 @@ ngx_http_token_scope_required(ngx_http_request_t *r,
     }
 
     if (ngx_http_complex_value(r, tlcf->required_value, &value) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     if (value.len == 3 && ngx_strncmp(value.data, "off", 3) == 0) {
@@ -405,10 +498,18 @@ ngx_http_token_scope_required(ngx_http_request_t *r,
         != 0)
     {
         /* an operator's mistake: fail closed, and say so once per request */
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "token scope: unknown category \"%*s\" in \"%V\"",
-                      bad.len, bad.data, &value);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        if (bad.len) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "token scope: unknown category \"%*s\" in \"%V\"",
+                          bad.len, bad.data, &value);
+
+        } else {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "token scope: no category in \"%V\"",
+                          &tlcf->required_value->value);
+        }
+
+        return NGX_ERROR;
     }
 
     return NGX_OK;
@@ -420,9 +521,10 @@ ngx_http_token_scope_check(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx)
 {
     u_char       *buf;
-    ngx_str_t     token;
+    ngx_str_t     token, secret;
     ts_policy_t   policy;
     ts_reason_e   reason;
+    u_char        digest[TS_SHA256_LEN];
 
     if (ngx_http_token_scope_get_token(r, &token) != NGX_OK) {
         return TS_MISSING;
@@ -445,14 +547,15 @@ ngx_http_token_scope_check(ngx_http_request_t *r,
         return reason;
     }
 
-    ctx->parsed = 1;
-
     if (tlcf->verify) {
         reason = ts_token_verify(tlcf->keys, &ctx->token);
         if (reason != TS_OK) {
             return reason;
         }
     }
+
+    /* claims of a forged token must not reach logs or upstream as facts */
+    ctx->verified = 1;
 
     reason = ts_token_check_time(&ctx->token, ngx_time(), tlcf->leeway);
     if (reason != TS_OK) {
@@ -472,6 +575,37 @@ ngx_http_token_scope_check(ngx_http_request_t *r,
 
     policy.sandbox = (tlcf->environment == NGX_HTTP_TOKEN_SCOPE_SANDBOX);
     policy.legacy = tlcf->legacy;
+    policy.personal_only = tlcf->personal_only;
+    policy.secrets = tlcf->secrets;
+    policy.secret_digest = NULL;
+    policy.cloud = 0;
+    policy.outside = 0;
+
+    /* the request's own identity matters for these two types only */
+    switch (ctx->token.type) {
+
+    case TS_TYPE_PERSONAL:
+        policy.cloud = (ngx_http_token_scope_client_secret(r, &secret)
+                        == NGX_OK);
+        policy.outside = tlcf->personal_from != NULL
+                         && ngx_cidr_match(r->connection->sockaddr,
+                                           tlcf->personal_from)
+                            != NGX_OK;
+        break;
+
+    case TS_TYPE_SERVICE:
+        if (tlcf->secrets != NULL
+            && ngx_http_token_scope_client_secret(r, &secret) == NGX_OK
+            && ts_sha256(secret.data, secret.len, digest) == 0)
+        {
+            policy.secret_digest = digest;
+        }
+
+        break;
+
+    default:
+        break;
+    }
 
     return ts_decide(&policy, &ctx->token, &ctx->missing);
 }
@@ -517,6 +651,42 @@ ngx_http_token_scope_get_token(ngx_http_request_t *r, ngx_str_t *token)
     token->len = last - p;
 
     return NGX_OK;
+}
+
+
+/* X-Client-Secret: every Business Solutions Catalog service sends one */
+
+static ngx_int_t
+ngx_http_token_scope_client_secret(ngx_http_request_t *r, ngx_str_t *secret)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NGX_DECLINED;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("X-Client-Secret") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Client-Secret",
+                               sizeof("X-Client-Secret") - 1) == 0
+            && h[i].value.len > 0)
+        {
+            *secret = h[i].value;
+            return NGX_OK;
+        }
+    }
 }
 
 
@@ -596,13 +766,13 @@ ngx_http_token_scope_variable_set(ngx_http_variable_value_t *v,
 
 
 static ngx_http_token_scope_ctx_t *
-ngx_http_token_scope_parsed_ctx(ngx_http_request_t *r)
+ngx_http_token_scope_verified_ctx(ngx_http_request_t *r)
 {
     ngx_http_token_scope_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_token_scope_module);
+    ctx = ngx_http_token_scope_evaluate(r);
 
-    return (ctx != NULL && ctx->parsed) ? ctx : NULL;
+    return (ctx != NULL && ctx->verified) ? ctx : NULL;
 }
 
 
@@ -613,7 +783,7 @@ ngx_http_token_scope_variable_str(ngx_http_request_t *r,
     ts_str_t                    *s;
     ngx_http_token_scope_ctx_t  *ctx;
 
-    ctx = ngx_http_token_scope_parsed_ctx(r);
+    ctx = ngx_http_token_scope_verified_ctx(r);
 
     if (ctx == NULL) {
         v->not_found = 1;
@@ -635,7 +805,7 @@ ngx_http_token_scope_variable_type(ngx_http_request_t *r,
     const char                  *name;
     ngx_http_token_scope_ctx_t  *ctx;
 
-    ctx = ngx_http_token_scope_parsed_ctx(r);
+    ctx = ngx_http_token_scope_verified_ctx(r);
 
     if (ctx == NULL) {
         v->not_found = 1;
@@ -674,7 +844,7 @@ ngx_http_token_scope_variable_oid(ngx_http_request_t *r,
 {
     ngx_http_token_scope_ctx_t  *ctx;
 
-    ctx = ngx_http_token_scope_parsed_ctx(r);
+    ctx = ngx_http_token_scope_verified_ctx(r);
 
     if (ctx == NULL || !ctx->token.has_oid) {
         v->not_found = 1;
@@ -691,7 +861,7 @@ ngx_http_token_scope_variable_exp(ngx_http_request_t *r,
 {
     ngx_http_token_scope_ctx_t  *ctx;
 
-    ctx = ngx_http_token_scope_parsed_ctx(r);
+    ctx = ngx_http_token_scope_verified_ctx(r);
 
     if (ctx == NULL) {
         v->not_found = 1;
@@ -708,7 +878,7 @@ ngx_http_token_scope_variable_readonly(ngx_http_request_t *r,
 {
     ngx_http_token_scope_ctx_t  *ctx;
 
-    ctx = ngx_http_token_scope_parsed_ctx(r);
+    ctx = ngx_http_token_scope_verified_ctx(r);
 
     if (ctx == NULL) {
         v->not_found = 1;
@@ -731,7 +901,7 @@ ngx_http_token_scope_variable_categories(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t        *ctx;
     ngx_http_token_scope_main_conf_t  *tmcf;
 
-    ctx = ngx_http_token_scope_parsed_ctx(r);
+    ctx = ngx_http_token_scope_verified_ctx(r);
 
     if (ctx == NULL) {
         v->not_found = 1;
@@ -762,9 +932,9 @@ ngx_http_token_scope_variable_required(ngx_http_request_t *r,
     ngx_str_t                   *required;
     ngx_http_token_scope_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_token_scope_module);
+    ctx = ngx_http_token_scope_evaluate(r);
 
-    if (ctx == NULL) {
+    if (ctx == NULL || ctx->decision == 0) {
         v->not_found = 1;
         return NGX_OK;
     }
@@ -793,7 +963,7 @@ ngx_http_token_scope_variable_decision(ngx_http_request_t *r,
 
     ngx_http_token_scope_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_token_scope_module);
+    ctx = ngx_http_token_scope_evaluate(r);
 
     if (ctx == NULL || ctx->decision == 0) {
         v->not_found = 1;
@@ -814,7 +984,7 @@ ngx_http_token_scope_variable_reason(ngx_http_request_t *r,
     const char                  *name;
     ngx_http_token_scope_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_token_scope_module);
+    ctx = ngx_http_token_scope_evaluate(r);
 
     if (ctx == NULL || ctx->decision == 0) {
         v->not_found = 1;
@@ -835,7 +1005,7 @@ ngx_http_token_scope_variable_operation(ngx_http_request_t *r,
 {
     ngx_http_token_scope_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_token_scope_module);
+    ctx = ngx_http_token_scope_evaluate(r);
 
     if (ctx == NULL || ctx->op == NULL) {
         v->not_found = 1;
@@ -920,6 +1090,8 @@ ngx_http_token_scope_create_loc_conf(ngx_conf_t *cf)
      *     tlcf->common = 0;
      *     tlcf->keys = NULL;
      *     tlcf->origin = { 0, NULL };
+     *     tlcf->personal_only_names = NULL;
+     *     tlcf->personal_only = 0;
      */
 
     tlcf->enable = NGX_CONF_UNSET;
@@ -933,6 +1105,8 @@ ngx_http_token_scope_create_loc_conf(ngx_conf_t *cf)
     tlcf->mode = NGX_CONF_UNSET_UINT;
     tlcf->deny_status = NGX_CONF_UNSET_UINT;
     tlcf->operations = NGX_CONF_UNSET_PTR;
+    tlcf->personal_from = NGX_CONF_UNSET_PTR;
+    tlcf->secrets = NGX_CONF_UNSET_PTR;
 
     return tlcf;
 }
@@ -945,6 +1119,8 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_http_token_scope_loc_conf_t *prev = parent;
     ngx_http_token_scope_loc_conf_t *conf = child;
 
+    unsigned  common;
+
     if (conf->enable == NGX_CONF_UNSET) {
         conf->enable = prev->enable;
         conf->names = prev->names;
@@ -952,11 +1128,42 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
         conf->required = prev->required;
         conf->common = prev->common;
 
-    } else if (conf->names != NULL
-               && ngx_http_token_scope_resolve(cf, conf) != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
+    } else if (conf->names != NULL) {
+        if (ngx_http_token_scope_resolve(cf, conf->names, &conf->required,
+                                         &conf->common)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        /* resolved once: a nested location inheriting it needs no more */
+        conf->names = NULL;
     }
+
+    if (conf->personal_only_names == NULL) {
+        conf->personal_only_names = prev->personal_only_names;
+        conf->personal_only = prev->personal_only;
+
+    } else {
+        if (ngx_http_token_scope_resolve(cf, conf->personal_only_names,
+                                         &conf->personal_only, &common)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        if (common) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"token_scope_personal_only\" takes "
+                               "categories with a bit, not \"common\"");
+            return NGX_CONF_ERROR;
+        }
+
+        conf->personal_only_names = NULL;
+    }
+
+    ngx_conf_merge_ptr_value(conf->personal_from, prev->personal_from, NULL);
+    ngx_conf_merge_ptr_value(conf->secrets, prev->secrets, NULL);
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
 
@@ -1008,8 +1215,8 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
  */
 
 static ngx_int_t
-ngx_http_token_scope_resolve(ngx_conf_t *cf,
-    ngx_http_token_scope_loc_conf_t *tlcf)
+ngx_http_token_scope_resolve(ngx_conf_t *cf, ngx_array_t *names,
+    uint64_t *mask, unsigned *common)
 {
     ngx_uint_t                         i;
     const ts_category_t               *c;
@@ -1018,9 +1225,9 @@ ngx_http_token_scope_resolve(ngx_conf_t *cf,
 
     tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_token_scope_module);
 
-    name = tlcf->names->elts;
+    name = names->elts;
 
-    for (i = 0; i < tlcf->names->nelts; i++) {
+    for (i = 0; i < names->nelts; i++) {
         c = ts_categories_find(&tmcf->categories,
                                (const char *) name[i].name.data,
                                name[i].name.len);
@@ -1032,15 +1239,12 @@ ngx_http_token_scope_resolve(ngx_conf_t *cf,
         }
 
         if (c->common) {
-            tlcf->common = 1;
+            *common = 1;
 
         } else {
-            tlcf->required |= (uint64_t) 1 << c->bit;
+            *mask |= (uint64_t) 1 << c->bit;
         }
     }
-
-    /* resolved once: a nested location inheriting it needs no second pass */
-    tlcf->names = NULL;
 
     return NGX_OK;
 }
@@ -1053,7 +1257,6 @@ ngx_http_token_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_str_t                         *value;
     ngx_uint_t                         i;
-    ngx_http_token_scope_name_t       *name;
     ngx_http_compile_complex_value_t   ccv;
 
     if (tlcf->enable != NGX_CONF_UNSET) {
@@ -1089,12 +1292,6 @@ ngx_http_token_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
-    tlcf->names = ngx_array_create(cf->pool, cf->args->nelts - 1,
-                                   sizeof(ngx_http_token_scope_name_t));
-    if (tlcf->names == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
     for (i = 1; i < cf->args->nelts; i++) {
         if (value[i].data[0] == '$' || ngx_strcmp(value[i].data, "off") == 0)
         {
@@ -1102,15 +1299,108 @@ ngx_http_token_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                "\"%V\" must be the only parameter", &value[i]);
             return NGX_CONF_ERROR;
         }
+    }
 
-        name = ngx_array_push(tlcf->names);
+    tlcf->names = ngx_http_token_scope_names(cf);
+
+    return tlcf->names ? NGX_CONF_OK : NGX_CONF_ERROR;
+}
+
+
+/*
+ * The directive's arguments as category names to resolve after the http
+ * block is read, each with its place for the error message.
+ */
+
+static ngx_array_t *
+ngx_http_token_scope_names(ngx_conf_t *cf)
+{
+    ngx_str_t                    *value;
+    ngx_uint_t                    i;
+    ngx_array_t                  *names;
+    ngx_http_token_scope_name_t  *name;
+
+    value = cf->args->elts;
+
+    names = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                             sizeof(ngx_http_token_scope_name_t));
+    if (names == NULL) {
+        return NULL;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        name = ngx_array_push(names);
         if (name == NULL) {
-            return NGX_CONF_ERROR;
+            return NULL;
         }
 
         name->name = value[i];
         name->file = cf->conf_file->file.name.data;
         name->line = cf->conf_file->line;
+    }
+
+    return names;
+}
+
+
+static char *
+ngx_http_token_scope_personal_only(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_token_scope_loc_conf_t *tlcf = conf;
+
+    if (tlcf->personal_only_names != NULL) {
+        return "is duplicate";
+    }
+
+    tlcf->personal_only_names = ngx_http_token_scope_names(cf);
+
+    return tlcf->personal_only_names ? NGX_CONF_OK : NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_token_scope_personal_from(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_token_scope_loc_conf_t *tlcf = conf;
+
+    ngx_int_t    rc;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+    ngx_cidr_t  *cidr;
+
+    if (tlcf->personal_from != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    tlcf->personal_from = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                           sizeof(ngx_cidr_t));
+    if (tlcf->personal_from == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        cidr = ngx_array_push(tlcf->personal_from);
+        if (cidr == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        rc = ngx_ptocidr(&value[i], cidr);
+
+        if (rc == NGX_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid network \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (rc == NGX_DONE) {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "low address bits of %V are meaningless",
+                               &value[i]);
+        }
     }
 
     return NGX_CONF_OK;
@@ -1124,10 +1414,8 @@ ngx_http_token_scope_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     int                  rc;
     u_char              *p, *kid;
-    ssize_t              n;
+    size_t               n;
     ngx_str_t           *value;
-    ngx_file_t           file;
-    ngx_file_info_t      fi;
     ngx_pool_cleanup_t  *cln;
     char                 err[TS_ERROR_MAX];
 
@@ -1159,52 +1447,8 @@ ngx_http_token_scope_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         tlcf->keys = cln->data;
     }
 
-    if (ngx_conf_full_name(cf->cycle, &value[1], 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(&file, sizeof(ngx_file_t));
-
-    file.name = value[1];
-    file.log = cf->log;
-
-    file.fd = ngx_open_file(value[1].data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (file.fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_open_file_n " \"%V\" failed", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    p = NULL;
-    n = NGX_ERROR;
-
-    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_fd_info_n " \"%V\" failed", &value[1]);
-        goto done;
-    }
-
-    if (ngx_file_size(&fi) > 1024 * 1024) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "key file \"%V\" is larger than 1m", &value[1]);
-        goto done;
-    }
-
-    p = ngx_pnalloc(cf->temp_pool, ngx_file_size(&fi) + 1);
+    p = ngx_http_token_scope_read_file(cf, &value[1], &n);
     if (p == NULL) {
-        goto done;
-    }
-
-    n = ngx_read_file(&file, p, ngx_file_size(&fi), 0);
-
-done:
-
-    if (ngx_close_file(file.fd) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_ALERT, cf->log, ngx_errno,
-                      ngx_close_file_n " \"%V\" failed", &value[1]);
-    }
-
-    if (n == NGX_ERROR || p == NULL) {
         return NGX_CONF_ERROR;
     }
 
@@ -1231,6 +1475,7 @@ done:
                                err, sizeof(err));
     }
 
+    /* an HMAC secret must not linger in a freed pool */
     ngx_explicit_memzero(p, n);
 
     if (rc != 0) {
@@ -1240,6 +1485,129 @@ done:
     }
 
     return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_token_scope_service_secrets(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_token_scope_loc_conf_t *tlcf = conf;
+
+    u_char              *p;
+    size_t               n;
+    ngx_str_t           *value;
+    ngx_pool_cleanup_t  *cln;
+    char                 err[TS_ERROR_MAX];
+
+    if (tlcf->secrets != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        tlcf->secrets = NULL;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strcmp(value[1].data, "redis") == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"token_scope_service_secrets redis\" needs "
+                           "Redis support, which this build does not have "
+                           "yet; use a file");
+        return NGX_CONF_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, sizeof(ts_secrets_t));
+    if (cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(cln->data, sizeof(ts_secrets_t));
+    cln->handler = ngx_http_token_scope_cleanup_secrets;
+
+    tlcf->secrets = cln->data;
+
+    p = ngx_http_token_scope_read_file(cf, &value[1], &n);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ts_secrets_load(tlcf->secrets, p, n, err, sizeof(err)) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid service secrets file \"%V\": %s",
+                           &value[1], err);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* reads a configuration file whole into cf->temp_pool */
+
+static u_char *
+ngx_http_token_scope_read_file(ngx_conf_t *cf, ngx_str_t *name, size_t *len)
+{
+    u_char           *p;
+    ssize_t           n;
+    ngx_file_t        file;
+    ngx_file_info_t   fi;
+
+    if (ngx_conf_full_name(cf->cycle, name, 1) != NGX_OK) {
+        return NULL;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+
+    file.name = *name;
+    file.log = cf->log;
+
+    file.fd = ngx_open_file(name->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", name);
+        return NULL;
+    }
+
+    p = NULL;
+    n = NGX_ERROR;
+
+    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_fd_info_n " \"%V\" failed", name);
+        goto done;
+    }
+
+    if (ngx_file_size(&fi) > NGX_HTTP_TOKEN_SCOPE_FILE_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" is larger than %uz bytes", name,
+                           (size_t) NGX_HTTP_TOKEN_SCOPE_FILE_MAX);
+        goto done;
+    }
+
+    p = ngx_pnalloc(cf->temp_pool, ngx_file_size(&fi) + 1);
+    if (p == NULL) {
+        goto done;
+    }
+
+    n = ngx_read_file(&file, p, ngx_file_size(&fi), 0);
+
+done:
+
+    if (ngx_close_file(file.fd) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, cf->log, ngx_errno,
+                      ngx_close_file_n " \"%V\" failed", name);
+    }
+
+    if (n == NGX_ERROR || p == NULL) {
+        return NULL;
+    }
+
+    *len = n;
+
+    return p;
 }
 
 
@@ -1356,6 +1724,13 @@ static void
 ngx_http_token_scope_cleanup_keys(void *data)
 {
     ts_keyset_free(data);
+}
+
+
+static void
+ngx_http_token_scope_cleanup_secrets(void *data)
+{
+    ts_secrets_free(data);
 }
 
 

@@ -319,7 +319,21 @@ ngx_http_token_scope_www_authenticate(ngx_http_request_t *r,
     }
 
     if (!scope) {
-        ngx_str_set(&h->value, "Bearer error=\"invalid_token\"");
+        /* the details are our own constant strings, free of quotes */
+        len = sizeof("Bearer error=\"invalid_token\", error_description=\"\"")
+              - 1 + ngx_http_token_scope_answers[ctx->reason].detail.len;
+
+        h->value.data = ngx_pnalloc(r->pool, len);
+        if (h->value.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->value.len = ngx_sprintf(h->value.data, "Bearer error=\"invalid_token\""
+                                   ", error_description=\"%V\"",
+                                   &ngx_http_token_scope_answers[ctx->reason]
+                                       .detail)
+                       - h->value.data;
+
         return NGX_OK;
     }
 

@@ -28,6 +28,9 @@
 #define TS_READONLY_BIT       30
 #define TS_READONLY_MASK      ((uint64_t) 1 << TS_READONLY_BIT)
 
+#define TS_SHA256_LEN           32
+#define TS_SECRETS_PER_SERVICE  4
+
 /* a parsed token needs this much scratch memory for a token of len bytes */
 #define TS_TOKEN_BUF_SIZE(len)  (2 * (len) + 16)
 
@@ -151,6 +154,15 @@ typedef struct {
 } ts_categories_t;
 
 
+typedef struct ts_service_s  ts_service_t;
+
+typedef struct {
+    ts_service_t           *services;    /* sorted by id */
+    size_t                  n;
+    size_t                  nalloc;
+} ts_secrets_t;
+
+
 typedef enum {
     TS_ACCESS_AUTO = 0,
     TS_ACCESS_READ,
@@ -158,13 +170,21 @@ typedef enum {
 } ts_access_e;
 
 
-/* what one request needs */
+/* what one request needs, and what it carries besides the token */
 typedef struct {
     uint64_t                required;    /* category bits */
+    uint64_t                personal_only;
     unsigned                types;       /* TS_TYPE_BIT()s allowed, 0: any */
+
+    /* service tokens must show a secret when this is set */
+    const ts_secrets_t     *secrets;
+    const unsigned char    *secret_digest;  /* of X-Client-Secret, or NULL */
+
     unsigned                write:1;     /* the request writes */
     unsigned                sandbox:1;   /* a sandbox server */
     unsigned                legacy:1;    /* legacy tokens accepted */
+    unsigned                cloud:1;     /* a cloud service's request */
+    unsigned                outside:1;   /* outside the personal networks */
 } ts_policy_t;
 
 
@@ -210,6 +230,13 @@ int ts_categories_parse(const ts_categories_t *cats,
 const char *ts_categories_name(const ts_categories_t *cats, unsigned bit);
 size_t ts_categories_format(const ts_categories_t *cats, uint64_t mask,
     char sep, char *buf, size_t size);
+
+int ts_sha256(const unsigned char *data, size_t len, unsigned char *out);
+int ts_secrets_load(ts_secrets_t *secrets, const unsigned char *text,
+    size_t len, char *err, size_t errlen);
+int ts_secrets_match(const ts_secrets_t *secrets, const ts_str_t *service,
+    const unsigned char *digest);
+void ts_secrets_free(ts_secrets_t *secrets);
 
 ts_ops_t *ts_ops_create(void);
 int ts_ops_add(ts_ops_t *ops, const ts_str_t *method, const ts_str_t *host,

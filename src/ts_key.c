@@ -544,7 +544,8 @@ ts_jwk_bytes(json_t *jwk, const char *name, unsigned char *buf, size_t size,
     s = json_string_value(value);
     n = json_string_length(value);
 
-    if (n == 0 || n % 4 == 1 || n / 4 * 3 + 2 > size
+    /* unpadded base64url: every 4 characters are 3 bytes, a tail of k is k-1 */
+    if (n == 0 || n % 4 == 1 || n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0) > size
         || strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                      "0123456789-_")
            != n)

@@ -262,6 +262,8 @@ ts_reason_e
 ts_decide(const ts_policy_t *policy, const ts_token_t *tok,
     uint64_t *missing)
 {
+    uint64_t  scope;
+
     *missing = 0;
 
     if (policy->sandbox != tok->test) {
@@ -276,7 +278,25 @@ ts_decide(const ts_policy_t *policy, const ts_token_t *tok,
         return TS_TOKEN_TYPE;
     }
 
-    *missing = policy->required & ~tok->scope;
+    /* personal tokens are for on-premise software, never a cloud service */
+    if (tok->type == TS_TYPE_PERSONAL && (policy->cloud || policy->outside)) {
+        return TS_PERSONAL_CLOUD;
+    }
+
+    if (tok->type == TS_TYPE_SERVICE && policy->secrets != NULL
+        && !ts_secrets_match(policy->secrets, &tok->service,
+                             policy->secret_digest))
+    {
+        return TS_SERVICE_SECRET;
+    }
+
+    scope = tok->scope;
+
+    if (tok->type != TS_TYPE_PERSONAL) {
+        scope &= ~policy->personal_only;
+    }
+
+    *missing = policy->required & ~scope;
 
     if (*missing) {
         return TS_CATEGORY;

@@ -640,6 +640,104 @@ test_ops(void)
 }
 
 
+static void
+test_types(void)
+{
+    char           err[256], text[512];
+    uint64_t       missing;
+    ts_token_t     tok;
+    ts_policy_t    policy;
+    ts_secrets_t   secrets;
+    unsigned char  d1[TS_SHA256_LEN], d2[TS_SHA256_LEN], d3[TS_SHA256_LEN];
+    char           h1[65], h2[65];
+    size_t         i;
+
+    ts_sha256((unsigned char *) "old", 3, d1);
+    ts_sha256((unsigned char *) "new", 3, d2);
+    ts_sha256((unsigned char *) "other", 5, d3);
+
+    for (i = 0; i < TS_SHA256_LEN; i++) {
+        sprintf(h1 + 2 * i, "%02x", d1[i]);
+        sprintf(h2 + 2 * i, "%02X", d2[i]);
+    }
+
+    snprintf(text, sizeof(text), "# rotation\nsvc-1 %s %s\n\nsvc-2 %s\n",
+             h1, h2, h1);
+
+    ok(ts_secrets_load(&secrets, (unsigned char *) text, strlen(text), err,
+                       sizeof(err)) == 0 && secrets.n == 2,
+       "a secrets file with two services loads");
+
+    memset(&tok, 0, sizeof(tok));
+    memset(&policy, 0, sizeof(policy));
+    policy.legacy = 1;
+
+    tok.type = TS_TYPE_SERVICE;
+    tok.service.data = (unsigned char *) "svc-1";
+    tok.service.len = 5;
+    policy.secrets = &secrets;
+
+    policy.secret_digest = d1;
+    ok(ts_decide(&policy, &tok, &missing) == TS_OK,
+       "the old secret is valid during rotation");
+
+    policy.secret_digest = d2;
+    ok(ts_decide(&policy, &tok, &missing) == TS_OK,
+       "the new secret is valid during rotation");
+
+    policy.secret_digest = d3;
+    ok(ts_decide(&policy, &tok, &missing) == TS_SERVICE_SECRET,
+       "an unknown secret is refused");
+
+    policy.secret_digest = NULL;
+    ok(ts_decide(&policy, &tok, &missing) == TS_SERVICE_SECRET,
+       "a missing secret is refused");
+
+    tok.service.data = (unsigned char *) "svc-3";
+    policy.secret_digest = d1;
+    ok(ts_decide(&policy, &tok, &missing) == TS_SERVICE_SECRET,
+       "an unlisted service is refused");
+
+    tok.type = TS_TYPE_PERSONAL;
+    policy.cloud = 1;
+    ok(ts_decide(&policy, &tok, &missing) == TS_PERSONAL_CLOUD,
+       "a personal token from a cloud service is refused");
+
+    policy.cloud = 0;
+    policy.outside = 1;
+    ok(ts_decide(&policy, &tok, &missing) == TS_PERSONAL_CLOUD,
+       "a personal token from outside its networks is refused");
+
+    policy.outside = 0;
+    policy.personal_only = 1 << 16;
+    policy.required = 1 << 16;
+    tok.scope = 1 << 16;
+    ok(ts_decide(&policy, &tok, &missing) == TS_OK,
+       "a personal token keeps a personal-only category");
+
+    tok.type = TS_TYPE_BASE;
+    ok(ts_decide(&policy, &tok, &missing) == TS_CATEGORY,
+       "a base token loses a personal-only category");
+
+    ts_secrets_free(&secrets);
+
+    snprintf(text, sizeof(text), "svc-1 %s\nsvc-1 %s\n", h1, h2);
+    ok(ts_secrets_load(&secrets, (unsigned char *) text, strlen(text), err,
+                       sizeof(err)) != 0 && strstr(err, "twice"),
+       "a service listed twice is refused");
+    ts_secrets_free(&secrets);
+
+    ok(ts_secrets_load(&secrets, (unsigned char *) "svc-1 abc\n", 10, err,
+                       sizeof(err)) != 0 && strstr(err, "line 1"),
+       "a bad digest is refused with its line");
+    ts_secrets_free(&secrets);
+
+    ok(ts_secrets_load(&secrets, (unsigned char *) "svc-1\n", 6, err,
+                       sizeof(err)) != 0, "a service without secret is refused");
+    ts_secrets_free(&secrets);
+}
+
+
 int
 main(void)
 {
@@ -649,6 +747,7 @@ main(void)
     test_categories();
     test_decide();
     test_ops();
+    test_types();
 
     printf("1..%d\n", tests);
 

@@ -1,0 +1,235 @@
+
+/*
+ * Service secrets: which X-Client-Secret values (by SHA-256) each
+ * Business Solutions Catalog service may present.  Loaded from a text file
+ * of lines "SERVICE-ID HEX-DIGEST [HEX-DIGEST ...]", so that the file
+ * holds no secret itself.
+ */
+
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "ts_core.h"
+
+
+#define TS_SERVICE_ID_MAX  128
+
+
+struct ts_service_s {
+    char                    id[TS_SERVICE_ID_MAX + 1];
+    size_t                  len;
+    unsigned char           digests[TS_SECRETS_PER_SERVICE][TS_SHA256_LEN];
+    size_t                  ndigests;
+};
+
+
+static int ts_hex_digest(const char *p, size_t len, unsigned char *out);
+static int ts_service_cmp(const void *a, const void *b);
+
+
+int
+ts_sha256(const unsigned char *data, size_t len, unsigned char *out)
+{
+    unsigned int  n;
+
+    return EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) == 1 ? 0 : -1;
+}
+
+
+int
+ts_secrets_load(ts_secrets_t *secrets, const unsigned char *text,
+    size_t len, char *err, size_t errlen)
+{
+    size_t                line, n, wlen;
+    ts_service_t         *s, *services;
+    const unsigned char  *p, *end, *eol, *word;
+
+    memset(secrets, 0, sizeof(ts_secrets_t));
+
+    p = text;
+    end = text + len;
+    line = 0;
+
+    while (p < end) {
+        line++;
+
+        eol = memchr(p, '\n', end - p);
+        if (eol == NULL) {
+            eol = end;
+        }
+
+        s = NULL;
+
+        while (p < eol) {
+            while (p < eol && (*p == ' ' || *p == '\t' || *p == '\r')) {
+                p++;
+            }
+
+            if (p == eol || *p == '#') {
+                break;
+            }
+
+            word = p;
+
+            while (p < eol && *p != ' ' && *p != '\t' && *p != '\r') {
+                p++;
+            }
+
+            wlen = p - word;
+
+            if (s == NULL) {
+                if (wlen > TS_SERVICE_ID_MAX) {
+                    snprintf(err, errlen, "line %zu: service id is longer "
+                             "than %d", line, TS_SERVICE_ID_MAX);
+                    return -1;
+                }
+
+                if (secrets->n == secrets->nalloc) {
+                    n = secrets->nalloc ? 2 * secrets->nalloc : 16;
+
+                    services = realloc(secrets->services,
+                                       n * sizeof(ts_service_t));
+                    if (services == NULL) {
+                        snprintf(err, errlen, "out of memory");
+                        return -1;
+                    }
+
+                    secrets->services = services;
+                    secrets->nalloc = n;
+                }
+
+                s = &secrets->services[secrets->n++];
+                memset(s, 0, sizeof(ts_service_t));
+                memcpy(s->id, word, wlen);
+                s->len = wlen;
+                continue;
+            }
+
+            if (s->ndigests == TS_SECRETS_PER_SERVICE) {
+                snprintf(err, errlen, "line %zu: more than %d secrets for "
+                         "one service", line, TS_SECRETS_PER_SERVICE);
+                return -1;
+            }
+
+            if (ts_hex_digest((const char *) word, wlen,
+                              s->digests[s->ndigests])
+                != 0)
+            {
+                snprintf(err, errlen, "line %zu: \"%.*s\" is not a SHA-256 "
+                         "hex digest", line, (int) (wlen > 80 ? 80 : wlen),
+                         word);
+                return -1;
+            }
+
+            s->ndigests++;
+        }
+
+        if (s != NULL && s->ndigests == 0) {
+            snprintf(err, errlen, "line %zu: service \"%s\" has no secret",
+                     line, s->id);
+            return -1;
+        }
+
+        p = eol + 1;
+    }
+
+    qsort(secrets->services, secrets->n, sizeof(ts_service_t),
+          ts_service_cmp);
+
+    for (n = 1; n < secrets->n; n++) {
+        if (ts_service_cmp(&secrets->services[n - 1], &secrets->services[n])
+            == 0)
+        {
+            snprintf(err, errlen, "service \"%s\" is listed twice",
+                     secrets->services[n].id);
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+ts_hex_digest(const char *p, size_t len, unsigned char *out)
+{
+    size_t  i;
+    int     hi, lo;
+
+    if (len != 2 * TS_SHA256_LEN) {
+        return -1;
+    }
+
+    for (i = 0; i < TS_SHA256_LEN; i++) {
+        hi = OPENSSL_hexchar2int((unsigned char) p[2 * i]);
+        lo = OPENSSL_hexchar2int((unsigned char) p[2 * i + 1]);
+
+        if (hi < 0 || lo < 0) {
+            return -1;
+        }
+
+        out[i] = (unsigned char) (hi << 4 | lo);
+    }
+
+    return 0;
+}
+
+
+static int
+ts_service_cmp(const void *a, const void *b)
+{
+    const ts_service_t  *x = a, *y = b;
+    int                  rc;
+
+    rc = memcmp(x->id, y->id, x->len < y->len ? x->len : y->len);
+
+    return rc ? rc : (x->len > y->len) - (x->len < y->len);
+}
+
+
+/* whether digest is one of the service's valid secrets */
+
+int
+ts_secrets_match(const ts_secrets_t *secrets, const ts_str_t *service,
+    const unsigned char *digest)
+{
+    size_t               i;
+    ts_service_t         key;
+    const ts_service_t  *s;
+
+    if (digest == NULL || service->len > TS_SERVICE_ID_MAX) {
+        return 0;
+    }
+
+    memcpy(key.id, service->data, service->len);
+    key.len = service->len;
+
+    s = bsearch(&key, secrets->services, secrets->n, sizeof(ts_service_t),
+                ts_service_cmp);
+    if (s == NULL) {
+        return 0;
+    }
+
+    for (i = 0; i < s->ndigests; i++) {
+        if (CRYPTO_memcmp(s->digests[i], digest, TS_SHA256_LEN) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+void
+ts_secrets_free(ts_secrets_t *secrets)
+{
+    free(secrets->services);
+
+    secrets->services = NULL;
+    secrets->n = 0;
+    secrets->nalloc = 0;
+}
