@@ -7,7 +7,8 @@ NGINX_SRC ?= /usr/share/nginx/src
 BUILD     := build
 MODULE    := $(BUILD)/ngx_http_token_scope_module.so
 
-CORE_SRCS := src/ts_jwt.c src/ts_key.c src/ts_policy.c src/ts_ops.c
+CORE_SRCS := src/ts_jwt.c src/ts_key.c src/ts_policy.c src/ts_ops.c \
+             src/ts_secret.c
 CORE_HDRS := src/ts_core.h
 GLUE_SRCS := src/ngx_http_token_scope_module.c \
              src/ngx_http_token_scope_response.c \
