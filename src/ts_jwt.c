@@ -249,9 +249,27 @@ static int
 ts_segment_decode(const unsigned char *src, size_t len, unsigned char **p,
     ts_str_t *dst, ts_base64url_decode_pt decode)
 {
+    unsigned char  c, v;
+
     /* a lone trailing sextet cannot encode a byte */
     if (len % 4 == 1) {
         return -1;
+    }
+
+    /*
+     * the unused low bits of the last character must be zero, or one
+     * signature would have several spellings
+     */
+    if (len % 4 != 0) {
+        c = src[len - 1];
+        v = (c >= 'A' && c <= 'Z') ? c - 'A'
+            : (c >= 'a' && c <= 'z') ? c - 'a' + 26
+            : (c >= '0' && c <= '9') ? c - '0' + 52
+            : (c == '-') ? 62 : 63;
+
+        if (v & (len % 4 == 2 ? 0x0f : 0x03)) {
+            return -1;
+        }
     }
 
     dst->data = *p;

@@ -367,8 +367,15 @@ test_verify(void)
     sign_es256(token, header, claims, pkey, 0);
     ok(check(&ks, token) == TS_OK, "a valid ES256 token verifies");
 
-    token[strlen(token) - 2] ^= 1;
-    ok(check(&ks, token) == TS_BAD_SIGNATURE, "a flipped bit fails");
+    n = strlen(token) - 10;
+    token[n] = token[n] == 'A' ? 'B' : 'A';
+    ok(check(&ks, token) == TS_BAD_SIGNATURE, "a changed signature fails");
+
+    sign_es256(token, header, claims, pkey, 0);
+    n = strlen(token) - 1;
+    token[n] = token[n] == 'A' ? 'B' : token[n] + 1;
+    ok(check(&ks, token) == TS_MALFORMED,
+       "a signature with unused bits set is malformed");
 
     sign_es256(token, header, claims, pkey, 1);
     ok(check(&ks, token) == TS_BAD_SIGNATURE, "a DER signature fails");
