@@ -25,6 +25,9 @@
 #define NGX_HTTP_TOKEN_SCOPE_UNMATCHED_DENY       1
 #define NGX_HTTP_TOKEN_SCOPE_UNMATCHED_NOT_FOUND  2
 
+#define NGX_HTTP_TOKEN_SCOPE_REDIS_DOWN_DENY   0
+#define NGX_HTTP_TOKEN_SCOPE_REDIS_DOWN_ALLOW  1
+
 #define NGX_HTTP_TOKEN_SCOPE_ALLOW       1
 #define NGX_HTTP_TOKEN_SCOPE_DENY        2
 #define NGX_HTTP_TOKEN_SCOPE_WOULD_DENY  3
@@ -37,7 +40,26 @@ typedef struct {
 
 
 typedef struct {
+    ngx_str_t                   address;
+    ngx_str_t                   host;        /* an IP, resolved at start */
+    in_port_t                   port;
+    ngx_str_t                   unix_path;
+    ngx_uint_t                  db;
+    ngx_str_t                   password;
+    ngx_str_t                   prefix;
+    ngx_msec_t                  timeout;
+    time_t                      max_stale;
+    time_t                      lifetime;
+    char                       *key_ids;
+    char                       *key_sellers;
+    char                       *channel;
+    ngx_shm_zone_t             *shm_zone;
+} ngx_http_token_scope_redis_conf_t;
+
+
+typedef struct {
     ts_categories_t             categories;
+    ngx_http_token_scope_redis_conf_t  *redis;
     ngx_array_t                 catalogs;    /* of ..._catalog_t */
     ngx_int_t                   request_id_index;
 } ngx_http_token_scope_main_conf_t;
@@ -72,6 +94,9 @@ typedef struct {
     ngx_http_token_scope_catalog_t  *operations;
     ngx_uint_t                  unmatched;
 
+    ngx_flag_t                  revocation;
+    ngx_uint_t                  redis_down;
+
     ngx_array_t                *personal_only_names;
     uint64_t                    personal_only;
     ngx_array_t                *personal_from;   /* of ngx_cidr_t */
@@ -102,6 +127,12 @@ char *ngx_http_token_scope_operations_block(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 char *ngx_http_token_scope_operations_use(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ts_reason_e ngx_http_token_scope_revoked(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf, ts_token_t *tok);
+char *ngx_http_token_scope_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_token_scope_redis_init_process(ngx_cycle_t *cycle);
+void ngx_http_token_scope_redis_exit_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_token_scope_deny(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t *ctx);
 ngx_str_t *ngx_http_token_scope_format_required(ngx_http_request_t *r,

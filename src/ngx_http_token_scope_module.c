@@ -120,6 +120,13 @@ static ngx_conf_enum_t  ngx_http_token_scope_environments[] = {
 };
 
 
+static ngx_conf_enum_t  ngx_http_token_scope_redis_down[] = {
+    { ngx_string("deny"), NGX_HTTP_TOKEN_SCOPE_REDIS_DOWN_DENY },
+    { ngx_string("allow"), NGX_HTTP_TOKEN_SCOPE_REDIS_DOWN_ALLOW },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_conf_enum_t  ngx_http_token_scope_modes[] = {
     { ngx_string("enforce"), NGX_HTTP_TOKEN_SCOPE_ENFORCE },
     { ngx_string("report"), NGX_HTTP_TOKEN_SCOPE_REPORT },
@@ -248,6 +255,27 @@ static ngx_command_t  ngx_http_token_scope_commands[] = {
       0,
       NULL },
 
+    { ngx_string("token_scope_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_token_scope_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("token_scope_revocation"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_token_scope_loc_conf_t, revocation),
+      NULL },
+
+    { ngx_string("token_scope_redis_down"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_token_scope_loc_conf_t, redis_down),
+      &ngx_http_token_scope_redis_down },
+
     { ngx_string("token_scope_category"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
       ngx_http_token_scope_category,
@@ -281,10 +309,10 @@ ngx_module_t  ngx_http_token_scope_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_token_scope_redis_init_process, /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_token_scope_redis_exit_process, /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -558,6 +586,11 @@ ngx_http_token_scope_check(ngx_http_request_t *r,
     ctx->verified = 1;
 
     reason = ts_token_check_time(&ctx->token, ngx_time(), tlcf->leeway);
+    if (reason != TS_OK) {
+        return reason;
+    }
+
+    reason = ngx_http_token_scope_revoked(r, tlcf, &ctx->token);
     if (reason != TS_OK) {
         return reason;
     }
@@ -1106,6 +1139,8 @@ ngx_http_token_scope_create_loc_conf(ngx_conf_t *cf)
     tlcf->deny_status = NGX_CONF_UNSET_UINT;
     tlcf->operations = NGX_CONF_UNSET_PTR;
     tlcf->personal_from = NGX_CONF_UNSET_PTR;
+    tlcf->revocation = NGX_CONF_UNSET;
+    tlcf->redis_down = NGX_CONF_UNSET_UINT;
     tlcf->secrets = NGX_CONF_UNSET_PTR;
 
     return tlcf;
@@ -1163,6 +1198,9 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
     }
 
     ngx_conf_merge_ptr_value(conf->personal_from, prev->personal_from, NULL);
+    ngx_conf_merge_value(conf->revocation, prev->revocation, 1);
+    ngx_conf_merge_uint_value(conf->redis_down, prev->redis_down,
+                              NGX_HTTP_TOKEN_SCOPE_REDIS_DOWN_DENY);
     ngx_conf_merge_ptr_value(conf->secrets, prev->secrets, NULL);
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);

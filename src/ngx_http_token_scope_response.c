@@ -105,12 +105,14 @@ ngx_http_token_scope_deny(ngx_http_request_t *r,
     answer = &ngx_http_token_scope_answers[ctx->reason];
 
     status = answer->scope ? tlcf->deny_status : NGX_HTTP_UNAUTHORIZED;
+    explain = ngx_http_token_scope_explain(r, ctx);
 
     if (ctx->reason == TS_OPERATION
         && tlcf->unmatched == NGX_HTTP_TOKEN_SCOPE_UNMATCHED_NOT_FOUND)
     {
         answer = &ngx_http_token_scope_not_found;
         status = NGX_HTTP_NOT_FOUND;
+        ngx_str_null(&explain);
         ngx_str_set(&title, "not found");
         ngx_str_set(&status_text, "Not Found");
 
@@ -123,7 +125,6 @@ ngx_http_token_scope_deny(ngx_http_request_t *r,
         ngx_str_set(&status_text, "Unauthorized");
     }
 
-    explain = ngx_http_token_scope_explain(r, ctx);
     origin = ngx_http_token_scope_origin(r, ctx);
 
     request_id = ngx_http_get_indexed_variable(r, tmcf->request_id_index);
@@ -301,6 +302,7 @@ ngx_http_token_scope_www_authenticate(ngx_http_request_t *r,
 {
     u_char                            *p;
     size_t                             len;
+    ngx_str_t                         *detail;
     ngx_table_elt_t                   *h;
     ngx_http_token_scope_main_conf_t  *tmcf;
 
@@ -328,10 +330,11 @@ ngx_http_token_scope_www_authenticate(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
-        h->value.len = ngx_sprintf(h->value.data, "Bearer error=\"invalid_token\""
-                                   ", error_description=\"%V\"",
-                                   &ngx_http_token_scope_answers[ctx->reason]
-                                       .detail)
+        detail = &ngx_http_token_scope_answers[ctx->reason].detail;
+
+        h->value.len = ngx_sprintf(h->value.data,
+                                   "Bearer error=\"invalid_token\", "
+                                   "error_description=\"%V\"", detail)
                        - h->value.data;
 
         return NGX_OK;

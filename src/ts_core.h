@@ -154,6 +154,36 @@ typedef struct {
 } ts_categories_t;
 
 
+/* a slot of the revocation table; key 0 is an empty slot */
+typedef struct {
+    uint64_t                key;
+    int64_t                 value;
+} ts_slot_t;
+
+typedef struct {
+    size_t                  capacity;
+    size_t                  count;
+    ts_slot_t               slots[];
+} ts_table_t;
+
+
+typedef enum {
+    TS_REVOKE_ID = 0,
+    TS_UNREVOKE_ID,
+    TS_REVOKE_SELLER,
+    TS_UNREVOKE_SELLER
+} ts_revoke_op_e;
+
+typedef struct {
+    ts_revoke_op_e          op;
+    ts_str_t                id;          /* token id or seller id */
+    int64_t                 time;        /* TS_REVOKE_SELLER */
+} ts_revoke_msg_t;
+
+#define TS_TABLE_KEY_ID      'i'
+#define TS_TABLE_KEY_SELLER  's'
+
+
 typedef struct ts_service_s  ts_service_t;
 
 typedef struct {
@@ -237,6 +267,18 @@ int ts_secrets_load(ts_secrets_t *secrets, const unsigned char *text,
 int ts_secrets_match(const ts_secrets_t *secrets, const ts_str_t *service,
     const unsigned char *digest);
 void ts_secrets_free(ts_secrets_t *secrets);
+
+size_t ts_table_size(size_t capacity);
+size_t ts_table_capacity(size_t size);
+void ts_table_init(ts_table_t *t, size_t capacity);
+uint64_t ts_table_key(char kind, const unsigned char *data, size_t len);
+int ts_table_put(ts_table_t *t, uint64_t key, int64_t value);
+int ts_table_get(const ts_table_t *t, uint64_t key, int64_t *value);
+void ts_table_del(ts_table_t *t, uint64_t key);
+int64_t ts_token_issued(const ts_token_t *tok, int64_t lifetime);
+int ts_revoke_message(const unsigned char *msg, size_t len,
+    ts_revoke_msg_t *out);
+int ts_parse_time(const unsigned char *p, size_t len, int64_t *out);
 
 ts_ops_t *ts_ops_create(void);
 int ts_ops_add(ts_ops_t *ops, const ts_str_t *method, const ts_str_t *host,

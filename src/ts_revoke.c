@@ -1,0 +1,350 @@
+
+/*
+ * Revocation state: a fixed-size open-addressing hash table that lives in
+ * memory the caller provides (nginx shared memory), keyed by 64-bit
+ * digests of token ids and seller ids, never by the ids themselves; the
+ * issue time of a token; and the revocation channel's messages.
+ */
+
+
+#include <string.h>
+#include <openssl/evp.h>
+
+#include "ts_core.h"
+
+
+#define TS_TABLE_LOAD_MAX(capacity)  ((capacity) / 10 * 9)
+
+
+static size_t ts_table_home(const ts_table_t *t, uint64_t key);
+static size_t ts_table_next(const ts_table_t *t, size_t i);
+static int ts_hex_value(unsigned char c);
+
+
+size_t
+ts_table_size(size_t capacity)
+{
+    return offsetof(ts_table_t, slots) + capacity * sizeof(ts_slot_t);
+}
+
+
+/* how many slots fit in size bytes */
+
+size_t
+ts_table_capacity(size_t size)
+{
+    if (size < ts_table_size(16)) {
+        return 0;
+    }
+
+    return (size - offsetof(ts_table_t, slots)) / sizeof(ts_slot_t);
+}
+
+
+void
+ts_table_init(ts_table_t *t, size_t capacity)
+{
+    t->capacity = capacity;
+    t->count = 0;
+    memset(t->slots, 0, capacity * sizeof(ts_slot_t));
+}
+
+
+/* keys are digests: a zero key marks an empty slot */
+
+uint64_t
+ts_table_key(char kind, const unsigned char *data, size_t len)
+{
+    uint64_t       key;
+    unsigned int   n;
+    EVP_MD_CTX    *ctx;
+    unsigned char  md[EVP_MAX_MD_SIZE];
+
+    ctx = EVP_MD_CTX_new();
+
+    if (ctx == NULL
+        || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1
+        || EVP_DigestUpdate(ctx, &kind, 1) != 1
+        || EVP_DigestUpdate(ctx, data, len) != 1
+        || EVP_DigestFinal_ex(ctx, md, &n) != 1)
+    {
+        memset(md, 0, sizeof(md));
+    }
+
+    EVP_MD_CTX_free(ctx);
+
+    memcpy(&key, md, sizeof(key));
+
+    return key ? key : 1;
+}
+
+
+static size_t
+ts_table_home(const ts_table_t *t, uint64_t key)
+{
+    return (size_t) (key % t->capacity);
+}
+
+
+static size_t
+ts_table_next(const ts_table_t *t, size_t i)
+{
+    return i + 1 == t->capacity ? 0 : i + 1;
+}
+
+
+int
+ts_table_put(ts_table_t *t, uint64_t key, int64_t value)
+{
+    size_t  i;
+
+    for (i = ts_table_home(t, key); /* void */; i = ts_table_next(t, i)) {
+        if (t->slots[i].key == key) {
+            t->slots[i].value = value;
+            return 0;
+        }
+
+        if (t->slots[i].key == 0) {
+            break;
+        }
+    }
+
+    /* linear probing degrades past 90%: refuse rather than crawl */
+    if (t->count >= TS_TABLE_LOAD_MAX(t->capacity)) {
+        return -1;
+    }
+
+    t->slots[i].key = key;
+    t->slots[i].value = value;
+    t->count++;
+
+    return 0;
+}
+
+
+int
+ts_table_get(const ts_table_t *t, uint64_t key, int64_t *value)
+{
+    size_t  i;
+
+    for (i = ts_table_home(t, key); /* void */; i = ts_table_next(t, i)) {
+        if (t->slots[i].key == key) {
+            *value = t->slots[i].value;
+            return 1;
+        }
+
+        if (t->slots[i].key == 0) {
+            return 0;
+        }
+    }
+}
+
+
+/* deletion shifts later entries of the probe run back: no tombstones */
+
+void
+ts_table_del(ts_table_t *t, uint64_t key)
+{
+    size_t  i, j, home;
+
+    for (i = ts_table_home(t, key); t->slots[i].key != key;
+         i = ts_table_next(t, i))
+    {
+        if (t->slots[i].key == 0) {
+            return;
+        }
+    }
+
+    for (j = ts_table_next(t, i); t->slots[j].key != 0;
+         j = ts_table_next(t, j))
+    {
+        home = ts_table_home(t, t->slots[j].key);
+
+        /* the entry at j may move to i only if i lies on its probe path */
+        if ((j > i && (home <= i || home > j))
+            || (j < i && home <= i && home > j))
+        {
+            t->slots[i] = t->slots[j];
+            i = j;
+        }
+    }
+
+    t->slots[i].key = 0;
+    t->slots[i].value = 0;
+    t->count--;
+}
+
+
+/*
+ * When the token was issued: "iat", else the timestamp of a UUIDv7 "id",
+ * else "exp" minus the configured lifetime.
+ */
+
+int64_t
+ts_token_issued(const ts_token_t *tok, int64_t lifetime)
+{
+    int       d;
+    size_t    i, n;
+    uint64_t  ms;
+
+    if (tok->has_iat) {
+        return tok->iat;
+    }
+
+    /* xxxxxxxx-xxxx-7xxx-: the first 48 bits are Unix milliseconds */
+    if (tok->id.len == 36 && tok->id.data[14] == '7'
+        && tok->id.data[8] == '-' && tok->id.data[13] == '-')
+    {
+        ms = 0;
+        n = 0;
+
+        for (i = 0; i < 13; i++) {
+            if (i == 8) {
+                continue;
+            }
+
+            d = ts_hex_value(tok->id.data[i]);
+            if (d < 0) {
+                break;
+            }
+
+            ms = ms << 4 | (uint64_t) d;
+            n++;
+        }
+
+        if (n == 12) {
+            return (int64_t) (ms / 1000);
+        }
+    }
+
+    return tok->exp - lifetime;
+}
+
+
+static int
+ts_hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+
+    c |= 0x20;
+
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+
+    return -1;
+}
+
+
+/* "revoke ID", "unrevoke ID", "seller SID TIME", "unseller SID" */
+
+int
+ts_revoke_message(const unsigned char *msg, size_t len, ts_revoke_msg_t *out)
+{
+    size_t                i, n;
+    int64_t               t;
+    const unsigned char  *p, *end, *word[3];
+    size_t                wlen[3];
+
+    static const struct {
+        const char       *name;
+        ts_revoke_op_e    op;
+        size_t            args;
+    } ops[] = {
+        { "revoke", TS_REVOKE_ID, 1 },
+        { "unrevoke", TS_UNREVOKE_ID, 1 },
+        { "seller", TS_REVOKE_SELLER, 2 },
+        { "unseller", TS_UNREVOKE_SELLER, 1 },
+        { NULL, 0, 0 }
+    };
+
+    p = msg;
+    end = msg + len;
+    n = 0;
+
+    while (p < end) {
+        while (p < end && *p == ' ') {
+            p++;
+        }
+
+        if (p == end) {
+            break;
+        }
+
+        if (n == 3) {
+            return -1;
+        }
+
+        word[n] = p;
+
+        while (p < end && *p != ' ') {
+            p++;
+        }
+
+        wlen[n] = p - word[n];
+        n++;
+    }
+
+    if (n == 0) {
+        return -1;
+    }
+
+    for (i = 0; ops[i].name; i++) {
+        if (strlen(ops[i].name) == wlen[0]
+            && memcmp(ops[i].name, word[0], wlen[0]) == 0)
+        {
+            break;
+        }
+    }
+
+    if (ops[i].name == NULL || n != ops[i].args + 1) {
+        return -1;
+    }
+
+    out->op = ops[i].op;
+    out->id.data = (unsigned char *) word[1];
+    out->id.len = wlen[1];
+    out->time = 0;
+
+    if (out->op != TS_REVOKE_SELLER) {
+        return 0;
+    }
+
+    if (ts_parse_time(word[2], wlen[2], &t) != 0) {
+        return -1;
+    }
+
+    out->time = t;
+
+    return 0;
+}
+
+
+/* a non-negative decimal Unix time of at most 18 digits */
+
+int
+ts_parse_time(const unsigned char *p, size_t len, int64_t *out)
+{
+    size_t   i;
+    int64_t  t;
+
+    if (len == 0 || len > 18) {
+        return -1;
+    }
+
+    t = 0;
+
+    for (i = 0; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return -1;
+        }
+
+        t = t * 10 + (p[i] - '0');
+    }
+
+    *out = t;
+
+    return 0;
+}
