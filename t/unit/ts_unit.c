@@ -745,6 +745,87 @@ test_types(void)
 }
 
 
+static void
+test_revoke(void)
+{
+    size_t            i, capacity;
+    int64_t           v;
+    uint64_t          keys[64];
+    ts_token_t        tok;
+    ts_table_t       *t;
+    ts_revoke_msg_t   msg;
+    static char       mem[4096];
+
+    t = (ts_table_t *) mem;
+    capacity = ts_table_capacity(sizeof(mem));
+    ts_table_init(t, capacity);
+
+    ok(capacity == (sizeof(mem) - sizeof(ts_table_t)) / sizeof(ts_slot_t),
+       "the table fills the memory it is given");
+
+    /* keys that collide on their home slot exercise the probe runs */
+    for (i = 0; i < 64; i++) {
+        keys[i] = (uint64_t) capacity * (i % 8) + i / 8 + 1;
+        ts_table_put(t, keys[i], (int64_t) i);
+    }
+
+    for (i = 0; i < 64; i += 3) {
+        ts_table_del(t, keys[i]);
+    }
+
+    for (i = 0; i < 64; i++) {
+        if (ts_table_get(t, keys[i], &v) != (i % 3 != 0)
+            || (i % 3 != 0 && v != (int64_t) i))
+        {
+            break;
+        }
+    }
+
+    ok(i == 64 && t->count == 64 - 22,
+       "deleting from colliding runs keeps every other key");
+
+    for (i = 0; ts_table_put(t, 1000 + i, 1) == 0; i++) { /* void */ }
+    ok(t->count == capacity / 10 * 9, "a table refuses entries past 90%");
+
+    ok(ts_table_key(TS_TABLE_KEY_ID, (unsigned char *) "a", 1)
+       != ts_table_key(TS_TABLE_KEY_SELLER, (unsigned char *) "a", 1),
+       "ids and sellers have separate keys");
+
+    memset(&tok, 0, sizeof(tok));
+    tok.exp = 1000000;
+    tok.id.data = (unsigned char *) "01a207bb-65d4-7ac6-ae5c-41544876d92a";
+    tok.id.len = 36;
+    ok(ts_token_issued(&tok, 100) == 0x01a207bb65d4 / 1000,
+       "a UUIDv7 id gives the issue time");
+
+    tok.has_iat = 1;
+    tok.iat = 5;
+    ok(ts_token_issued(&tok, 100) == 5, "iat wins over the id");
+
+    tok.has_iat = 0;
+    tok.id.data = (unsigned char *) "01a207bb-65d4-4ac6-ae5c-41544876d92a";
+    ok(ts_token_issued(&tok, 100) == 1000000 - 100,
+       "without iat or UUIDv7 the lifetime before exp counts");
+
+    ok(ts_revoke_message((unsigned char *) "revoke abc", 10, &msg) == 0
+       && msg.op == TS_REVOKE_ID && msg.id.len == 3,
+       "a revoke message parses");
+    ok(ts_revoke_message((unsigned char *) "seller s1 1700000000", 20, &msg)
+       == 0 && msg.op == TS_REVOKE_SELLER && msg.time == 1700000000,
+       "a seller message parses");
+    ok(ts_revoke_message((unsigned char *) "seller s1", 9, &msg) != 0,
+       "a seller message without time is refused");
+    ok(ts_revoke_message((unsigned char *) "seller s1 -5", 12, &msg) != 0,
+       "a negative time is refused");
+    ok(ts_revoke_message((unsigned char *) "revoke a b", 10, &msg) != 0,
+       "extra words are refused");
+    ok(ts_revoke_message((unsigned char *) "nuke all", 8, &msg) != 0,
+       "an unknown verb is refused");
+    ok(ts_revoke_message((unsigned char *) "", 0, &msg) != 0,
+       "an empty message is refused");
+}
+
+
 int
 main(void)
 {
@@ -755,6 +836,7 @@ main(void)
     test_decide();
     test_ops();
     test_types();
+    test_revoke();
 
     printf("1..%d\n", tests);
 
