@@ -13,7 +13,8 @@ CORE_HDRS := src/ts_core.h
 GLUE_SRCS := src/ngx_http_token_scope_module.c \
              src/ngx_http_token_scope_response.c \
              src/ngx_http_token_scope_operations.c \
-             src/ngx_http_token_scope_redis.c src/ngx_http_token_scope.h
+             src/ngx_http_token_scope_redis.c \
+             src/ngx_http_token_scope_cache.c src/ngx_http_token_scope.h
 
 CFLAGS    ?= -O2 -g
 WARN      := -Wall -Wextra -Werror -Wno-unused-parameter

@@ -58,8 +58,28 @@ typedef struct {
 
 
 typedef struct {
+    ngx_uint_t                  hits;
+    ngx_uint_t                  misses;
+    ngx_uint_t                  evictions;
+    ngx_uint_t                  failed;
+    ngx_uint_t                  entries;
+} ngx_http_token_scope_cache_stats_t;
+
+
+typedef struct ngx_http_token_scope_cache_sh_s
+    ngx_http_token_scope_cache_sh_t;
+
+typedef struct {
+    ngx_shm_zone_t             *shm_zone;
+    ngx_http_token_scope_cache_sh_t  *sh;
+    time_t                      max_ttl;
+} ngx_http_token_scope_cache_conf_t;
+
+
+typedef struct {
     ts_categories_t             categories;
     ngx_http_token_scope_redis_conf_t  *redis;
+    ngx_http_token_scope_cache_conf_t  *cache;
     ngx_array_t                 catalogs;    /* of ..._catalog_t */
     ngx_int_t                   request_id_index;
 } ngx_http_token_scope_main_conf_t;
@@ -126,6 +146,13 @@ ngx_int_t ngx_http_token_scope_find_operation(ngx_http_request_t *r,
 char *ngx_http_token_scope_operations_block(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 char *ngx_http_token_scope_operations_use(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_token_scope_cache_lookup(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf, ngx_str_t *token, ts_token_t *tok,
+    u_char *digest);
+void ngx_http_token_scope_cache_store(ngx_http_request_t *r, ts_token_t *tok,
+    u_char *digest);
+char *ngx_http_token_scope_cache(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ts_reason_e ngx_http_token_scope_revoked(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ts_token_t *tok);

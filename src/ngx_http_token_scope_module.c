@@ -276,6 +276,13 @@ static ngx_command_t  ngx_http_token_scope_commands[] = {
       offsetof(ngx_http_token_scope_loc_conf_t, redis_down),
       &ngx_http_token_scope_redis_down },
 
+    { ngx_string("token_scope_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_token_scope_cache,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("token_scope_category"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
       ngx_http_token_scope_category,
@@ -548,11 +555,13 @@ static ts_reason_e
 ngx_http_token_scope_check(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx)
 {
-    u_char       *buf;
-    ngx_str_t     token, secret;
-    ts_policy_t   policy;
-    ts_reason_e   reason;
-    u_char        digest[TS_SHA256_LEN];
+    u_char                            *buf;
+    ngx_str_t                          token, secret;
+    ts_policy_t                        policy;
+    ts_reason_e                        reason;
+    ngx_http_token_scope_main_conf_t  *tmcf;
+    u_char                             digest[TS_SHA256_LEN];
+    u_char                             secret_digest[TS_SHA256_LEN];
 
     if (ngx_http_token_scope_get_token(r, &token) != NGX_OK) {
         return TS_MISSING;
@@ -563,22 +572,33 @@ ngx_http_token_scope_check(ngx_http_request_t *r,
         return TS_MALFORMED;
     }
 
-    buf = ngx_pnalloc(r->pool, TS_TOKEN_BUF_SIZE(token.len));
-    if (buf == NULL) {
-        ctx->token.error = "out of memory";
-        return TS_MALFORMED;
-    }
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
 
-    reason = ts_token_parse(&ctx->token, token.data, token.len, buf,
-                            ngx_http_token_scope_base64url);
-    if (reason != TS_OK) {
-        return reason;
-    }
+    if (ngx_http_token_scope_cache_lookup(r, tlcf, &token, &ctx->token,
+                                          digest)
+        != NGX_OK)
+    {
+        buf = ngx_pnalloc(r->pool, TS_TOKEN_BUF_SIZE(token.len));
+        if (buf == NULL) {
+            ctx->token.error = "out of memory";
+            return TS_MALFORMED;
+        }
 
-    if (tlcf->verify) {
-        reason = ts_token_verify(tlcf->keys, &ctx->token);
+        reason = ts_token_parse(&ctx->token, token.data, token.len, buf,
+                                ngx_http_token_scope_base64url);
         if (reason != TS_OK) {
             return reason;
+        }
+
+        if (tlcf->verify) {
+            reason = ts_token_verify(tlcf->keys, &ctx->token);
+            if (reason != TS_OK) {
+                return reason;
+            }
+
+            if (tmcf->cache != NULL) {
+                ngx_http_token_scope_cache_store(r, &ctx->token, digest);
+            }
         }
     }
 
@@ -629,9 +649,9 @@ ngx_http_token_scope_check(ngx_http_request_t *r,
     case TS_TYPE_SERVICE:
         if (tlcf->secrets != NULL
             && ngx_http_token_scope_client_secret(r, &secret) == NGX_OK
-            && ts_sha256(secret.data, secret.len, digest) == 0)
+            && ts_sha256(secret.data, secret.len, secret_digest) == 0)
         {
-            policy.secret_digest = digest;
+            policy.secret_digest = secret_digest;
         }
 
         break;

@@ -138,6 +138,9 @@ typedef struct {
     ts_key_t               *keys;
     size_t                  nkeys;
     size_t                  nalloc;
+
+    /* of every key loaded, so caches tell keysets apart */
+    unsigned char           fingerprint[TS_SHA256_LEN];
 } ts_keyset_t;
 
 
@@ -262,6 +265,8 @@ size_t ts_categories_format(const ts_categories_t *cats, uint64_t mask,
     char sep, char *buf, size_t size);
 
 int ts_sha256(const unsigned char *data, size_t len, unsigned char *out);
+int ts_sha256_pair(const unsigned char *a, size_t alen,
+    const unsigned char *b, size_t blen, unsigned char *out);
 int ts_secrets_load(ts_secrets_t *secrets, const unsigned char *text,
     size_t len, char *err, size_t errlen);
 int ts_secrets_match(const ts_secrets_t *secrets, const ts_str_t *service,

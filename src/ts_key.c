@@ -51,6 +51,8 @@ struct ts_key_s {
 };
 
 
+static void ts_keyset_fingerprint(ts_keyset_t *ks, const unsigned char *data,
+    size_t len, const char *kid);
 static ts_key_t *ts_keyset_push(ts_keyset_t *ks, const char *kid,
     size_t kid_len, char *err, size_t errlen);
 static int ts_key_set_pkey(ts_key_t *key, EVP_PKEY *pkey, char *err,
@@ -72,6 +74,25 @@ static int ts_verify_pkey(const ts_key_t *key, const EVP_MD *md,
     ts_token_t *tok);
 static int ts_ecdsa_raw_to_der(const ts_str_t *raw, size_t half,
     unsigned char *der, size_t *der_len);
+
+
+static void
+ts_keyset_fingerprint(ts_keyset_t *ks, const unsigned char *data,
+    size_t len, const char *kid)
+{
+    unsigned char  fp[TS_SHA256_LEN];
+
+    if (ts_sha256_pair(ks->fingerprint, TS_SHA256_LEN, data, len, fp) != 0
+        || ts_sha256_pair(fp, TS_SHA256_LEN,
+                          (const unsigned char *) (kid ? kid : ""),
+                          kid ? strlen(kid) : 0, ks->fingerprint)
+           != 0)
+    {
+        /* no key loads without a fingerprint to tell it apart */
+        memset(ks->fingerprint, 0xff, TS_SHA256_LEN);
+        ks->fingerprint[0] ^= (unsigned char) ks->nkeys;
+    }
+}
 
 
 static void
@@ -177,6 +198,8 @@ ts_keyset_add_pem(ts_keyset_t *ks, const unsigned char *pem, size_t len,
     }
 
     ks->nkeys++;
+
+    ts_keyset_fingerprint(ks, pem, len, kid);
 
     return 0;
 }
@@ -358,6 +381,8 @@ ts_keyset_add_jwks(ts_keyset_t *ks, const unsigned char *json, size_t len,
             }
         }
     }
+
+    ts_keyset_fingerprint(ks, json, len, NULL);
 
     rc = 0;
 

@@ -8,7 +8,6 @@
 
 
 #include <string.h>
-#include <openssl/evp.h>
 
 #include "ts_core.h"
 
@@ -56,22 +55,11 @@ uint64_t
 ts_table_key(char kind, const unsigned char *data, size_t len)
 {
     uint64_t       key;
-    unsigned int   n;
-    EVP_MD_CTX    *ctx;
-    unsigned char  md[EVP_MAX_MD_SIZE];
+    unsigned char  md[TS_SHA256_LEN];
 
-    ctx = EVP_MD_CTX_new();
-
-    if (ctx == NULL
-        || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1
-        || EVP_DigestUpdate(ctx, &kind, 1) != 1
-        || EVP_DigestUpdate(ctx, data, len) != 1
-        || EVP_DigestFinal_ex(ctx, md, &n) != 1)
-    {
+    if (ts_sha256_pair((unsigned char *) &kind, 1, data, len, md) != 0) {
         memset(md, 0, sizeof(md));
     }
-
-    EVP_MD_CTX_free(ctx);
 
     memcpy(&key, md, sizeof(key));
 

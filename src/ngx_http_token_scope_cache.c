@@ -1,0 +1,563 @@
+
+/*
+ * The verified-token cache: a shared memory zone (slab + rbtree + LRU, as
+ * limit_req keeps its states) mapping a digest of the token and of the
+ * keyset that verified it to the token's decoded claims, so a token seen
+ * before costs no base64, JSON or signature work.  Times, revocation and
+ * the policy are still checked on every request.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_token_scope.h"
+
+
+/* evicting more than a few entries per insert would stall the worker */
+#define NGX_HTTP_TOKEN_SCOPE_CACHE_EVICT  4
+
+
+struct ngx_http_token_scope_cache_sh_s {
+    ngx_rbtree_t                rbtree;
+    ngx_rbtree_node_t           sentinel;
+    ngx_queue_t                 lru;
+    ngx_http_token_scope_cache_stats_t  stats;
+};
+
+
+typedef struct {
+    u_char                      color;
+    u_char                      alg;
+    u_char                      type;
+    u_char                      flags;
+    u_char                      kid_len;
+    u_char                      id_len;
+    u_char                      sid_len;
+    u_char                      service_len;
+    ngx_queue_t                 queue;
+    time_t                      expires;
+    uint64_t                    scope;
+    int64_t                     exp;
+    int64_t                     nbf;
+    int64_t                     iat;
+    int64_t                     oid;
+    u_char                      digest[TS_SHA256_LEN];
+    u_char                      data[1];     /* kid, id, sid, service */
+} ngx_http_token_scope_cache_node_t;
+
+
+#define NGX_HTTP_TOKEN_SCOPE_HAS_NBF  0x01
+#define NGX_HTTP_TOKEN_SCOPE_HAS_IAT  0x02
+#define NGX_HTTP_TOKEN_SCOPE_HAS_OID  0x04
+#define NGX_HTTP_TOKEN_SCOPE_TEST     0x08
+
+
+static ngx_int_t ngx_http_token_scope_cache_init_zone(ngx_shm_zone_t *zone,
+    void *data);
+static void ngx_http_token_scope_cache_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_http_token_scope_cache_node_t *ngx_http_token_scope_cache_find(
+    ngx_http_token_scope_cache_sh_t *sh, u_char *digest);
+static void ngx_http_token_scope_cache_expire(
+    ngx_http_token_scope_cache_conf_t *ccf, ngx_uint_t n);
+static u_char *ngx_http_token_scope_cache_str(u_char *p, ts_str_t *s,
+    u_char **to);
+
+
+/*
+ * Looks the token up.  NGX_OK: tok holds the cached claims (strings in
+ * r->pool); NGX_DECLINED: not cached.  digest is filled for a later
+ * ngx_http_token_scope_cache_store().
+ */
+
+ngx_int_t
+ngx_http_token_scope_cache_lookup(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf, ngx_str_t *token, ts_token_t *tok,
+    u_char *digest)
+{
+    u_char                              *p, *to;
+    size_t                               len;
+    ngx_slab_pool_t                     *shpool;
+    ngx_http_token_scope_cache_sh_t     *sh;
+    ngx_http_token_scope_cache_node_t   *node;
+    ngx_http_token_scope_main_conf_t    *tmcf;
+    ngx_http_token_scope_cache_conf_t   *ccf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
+    ccf = tmcf->cache;
+
+    if (ccf == NULL || !tlcf->verify) {
+        return NGX_DECLINED;
+    }
+
+    /* the keyset is part of the key: a reload with other keys misses */
+    if (ts_sha256_pair(tlcf->keys->fingerprint, TS_SHA256_LEN, token->data,
+                       token->len, digest)
+        != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    shpool = (ngx_slab_pool_t *) ccf->shm_zone->shm.addr;
+    sh = ccf->sh;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    node = ngx_http_token_scope_cache_find(sh, digest);
+
+    if (node == NULL || node->expires <= ngx_time()) {
+        sh->stats.misses++;
+        ngx_shmtx_unlock(&shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    ngx_queue_remove(&node->queue);
+    ngx_queue_insert_head(&sh->lru, &node->queue);
+
+    sh->stats.hits++;
+
+    len = node->kid_len + node->id_len + node->sid_len + node->service_len;
+
+    /* a pool allocation under a spinlock is only a pointer bump */
+    to = ngx_pnalloc(r->pool, len + 1);
+
+    if (to != NULL) {
+        ngx_memzero(tok, sizeof(ts_token_t));
+
+        tok->alg = node->alg;
+        tok->type = node->type;
+        tok->scope = node->scope;
+        tok->exp = node->exp;
+        tok->nbf = node->nbf;
+        tok->iat = node->iat;
+        tok->oid = node->oid;
+        tok->has_nbf = (node->flags & NGX_HTTP_TOKEN_SCOPE_HAS_NBF) != 0;
+        tok->has_iat = (node->flags & NGX_HTTP_TOKEN_SCOPE_HAS_IAT) != 0;
+        tok->has_oid = (node->flags & NGX_HTTP_TOKEN_SCOPE_HAS_OID) != 0;
+        tok->test = (node->flags & NGX_HTTP_TOKEN_SCOPE_TEST) != 0;
+
+        p = node->data;
+
+        tok->kid.len = node->kid_len;
+        p = ngx_http_token_scope_cache_str(p, &tok->kid, &to);
+        tok->id.len = node->id_len;
+        p = ngx_http_token_scope_cache_str(p, &tok->id, &to);
+        tok->sid.len = node->sid_len;
+        p = ngx_http_token_scope_cache_str(p, &tok->sid, &to);
+        tok->service.len = node->service_len;
+        (void) ngx_http_token_scope_cache_str(p, &tok->service, &to);
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return to ? NGX_OK : NGX_DECLINED;
+}
+
+
+static u_char *
+ngx_http_token_scope_cache_str(u_char *p, ts_str_t *s, u_char **to)
+{
+    s->data = *to;
+    *to = ngx_cpymem(*to, p, s->len);
+
+    return p + s->len;
+}
+
+
+/* after a successful verification: remember the claims until they expire */
+
+void
+ngx_http_token_scope_cache_store(ngx_http_request_t *r, ts_token_t *tok,
+    u_char *digest)
+{
+    u_char                              *p;
+    size_t                               size;
+    time_t                               expires;
+    ngx_uint_t                           alert;
+    ngx_slab_pool_t                     *shpool;
+    ngx_rbtree_node_t                   *rb;
+    ngx_http_token_scope_cache_sh_t     *sh;
+    ngx_http_token_scope_cache_node_t   *node;
+    ngx_http_token_scope_main_conf_t    *tmcf;
+    ngx_http_token_scope_cache_conf_t   *ccf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
+    ccf = tmcf->cache;
+
+    if (tok->kid.len > 255 || tok->id.len > 255 || tok->sid.len > 255
+        || tok->service.len > 255)
+    {
+        return;
+    }
+
+    expires = ngx_min(ngx_time() + ccf->max_ttl, (time_t) tok->exp);
+
+    if (expires <= ngx_time()) {
+        return;
+    }
+
+    size = offsetof(ngx_rbtree_node_t, color)
+           + offsetof(ngx_http_token_scope_cache_node_t, data)
+           + tok->kid.len + tok->id.len + tok->sid.len + tok->service.len;
+
+    shpool = (ngx_slab_pool_t *) ccf->shm_zone->shm.addr;
+    sh = ccf->sh;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (ngx_http_token_scope_cache_find(sh, digest) != NULL) {
+        ngx_shmtx_unlock(&shpool->mutex);
+        return;
+    }
+
+    ngx_http_token_scope_cache_expire(ccf, 1);
+
+    rb = ngx_slab_alloc_locked(shpool, size);
+
+    if (rb == NULL) {
+        ngx_http_token_scope_cache_expire(ccf, 0);
+
+        rb = ngx_slab_alloc_locked(shpool, size);
+
+        if (rb == NULL) {
+            /* no cache for this token: it is verified on every request */
+            alert = (sh->stats.failed++ == 0);
+            ngx_shmtx_unlock(&shpool->mutex);
+
+            if (alert) {
+                ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                              "token scope: cache zone \"%V\" is full even "
+                              "after eviction, tokens go uncached",
+                              &ccf->shm_zone->shm.name);
+            }
+
+            return;
+        }
+    }
+
+    ngx_memcpy(&rb->key, digest, sizeof(ngx_rbtree_key_t));
+
+    node = (ngx_http_token_scope_cache_node_t *) &rb->color;
+
+    node->alg = (u_char) tok->alg;
+    node->type = (u_char) tok->type;
+    node->flags = (tok->has_nbf ? NGX_HTTP_TOKEN_SCOPE_HAS_NBF : 0)
+                  | (tok->has_iat ? NGX_HTTP_TOKEN_SCOPE_HAS_IAT : 0)
+                  | (tok->has_oid ? NGX_HTTP_TOKEN_SCOPE_HAS_OID : 0)
+                  | (tok->test ? NGX_HTTP_TOKEN_SCOPE_TEST : 0);
+    node->kid_len = (u_char) tok->kid.len;
+    node->id_len = (u_char) tok->id.len;
+    node->sid_len = (u_char) tok->sid.len;
+    node->service_len = (u_char) tok->service.len;
+    node->expires = expires;
+    node->scope = tok->scope;
+    node->exp = tok->exp;
+    node->nbf = tok->nbf;
+    node->iat = tok->iat;
+    node->oid = tok->oid;
+    ngx_memcpy(node->digest, digest, TS_SHA256_LEN);
+
+    p = node->data;
+    p = ngx_cpymem(p, tok->kid.data, tok->kid.len);
+    p = ngx_cpymem(p, tok->id.data, tok->id.len);
+    p = ngx_cpymem(p, tok->sid.data, tok->sid.len);
+    ngx_memcpy(p, tok->service.data, tok->service.len);
+
+    ngx_rbtree_insert(&sh->rbtree, rb);
+    ngx_queue_insert_head(&sh->lru, &node->queue);
+
+    sh->stats.entries++;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+static ngx_http_token_scope_cache_node_t *
+ngx_http_token_scope_cache_find(ngx_http_token_scope_cache_sh_t *sh,
+    u_char *digest)
+{
+    ngx_int_t                           rc;
+    ngx_rbtree_key_t                    key;
+    ngx_rbtree_node_t                  *node, *sentinel;
+    ngx_http_token_scope_cache_node_t  *cn;
+
+    ngx_memcpy(&key, digest, sizeof(ngx_rbtree_key_t));
+
+    node = sh->rbtree.root;
+    sentinel = sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (key < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (key > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        cn = (ngx_http_token_scope_cache_node_t *) &node->color;
+
+        rc = ngx_memcmp(digest, cn->digest, TS_SHA256_LEN);
+
+        if (rc == 0) {
+            return cn;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+/*
+ * With n == 1, drops up to two expired entries from the LRU tail; with
+ * n == 0 (the zone is full) drops the oldest ones, expired or not.
+ */
+
+static void
+ngx_http_token_scope_cache_expire(ngx_http_token_scope_cache_conf_t *ccf,
+    ngx_uint_t n)
+{
+    ngx_uint_t                          i;
+    ngx_queue_t                        *q;
+    ngx_slab_pool_t                    *shpool;
+    ngx_rbtree_node_t                  *node;
+    ngx_http_token_scope_cache_sh_t    *sh;
+    ngx_http_token_scope_cache_node_t  *cn;
+
+    shpool = (ngx_slab_pool_t *) ccf->shm_zone->shm.addr;
+    sh = ccf->sh;
+
+    for (i = 0; i < (n ? 2 : NGX_HTTP_TOKEN_SCOPE_CACHE_EVICT); i++) {
+
+        if (ngx_queue_empty(&sh->lru)) {
+            return;
+        }
+
+        q = ngx_queue_last(&sh->lru);
+        cn = ngx_queue_data(q, ngx_http_token_scope_cache_node_t, queue);
+
+        if (n && cn->expires > ngx_time()) {
+            return;
+        }
+
+        if (!n) {
+            sh->stats.evictions++;
+        }
+
+        ngx_queue_remove(q);
+
+        node = (ngx_rbtree_node_t *)
+                   ((u_char *) cn - offsetof(ngx_rbtree_node_t, color));
+
+        ngx_rbtree_delete(&sh->rbtree, node);
+        ngx_slab_free_locked(shpool, node);
+
+        sh->stats.entries--;
+    }
+}
+
+
+static void
+ngx_http_token_scope_cache_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t                  **p;
+    ngx_http_token_scope_cache_node_t   *cn, *cnt;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            cn = (ngx_http_token_scope_cache_node_t *) &node->color;
+            cnt = (ngx_http_token_scope_cache_node_t *) &temp->color;
+
+            p = (ngx_memcmp(cn->digest, cnt->digest, TS_SHA256_LEN) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+/* token_scope_cache zone=NAME:SIZE [max_ttl=TIME]; */
+
+char *
+ngx_http_token_scope_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_token_scope_main_conf_t *tmcf = conf;
+
+    u_char                             *p;
+    ssize_t                             size;
+    ngx_str_t                          *value, name, s;
+    ngx_uint_t                          i;
+    ngx_http_token_scope_cache_conf_t  *ccf;
+
+    if (tmcf->cache != NULL) {
+        return "is duplicate";
+    }
+
+    ccf = ngx_pcalloc(cf->pool, sizeof(ngx_http_token_scope_cache_conf_t));
+    if (ccf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    ngx_str_null(&name);
+    size = 0;
+    ccf->max_ttl = 3600;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
+            name.data = value[i].data + 5;
+
+            p = (u_char *) ngx_strchr(name.data, ':');
+            if (p == NULL) {
+                goto invalid;
+            }
+
+            name.len = p - name.data;
+
+            s.data = p + 1;
+            s.len = value[i].data + value[i].len - s.data;
+
+            size = ngx_parse_size(&s);
+            if (size == NGX_ERROR || name.len == 0) {
+                goto invalid;
+            }
+
+            if (size < (ssize_t) (8 * ngx_pagesize)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "zone \"%V\" is too small", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "max_ttl=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+            ccf->max_ttl = ngx_parse_time(&s, 1);
+            if (ccf->max_ttl == (time_t) NGX_ERROR || ccf->max_ttl == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    if (name.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must have the \"zone\" parameter",
+                           &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    ccf->shm_zone = ngx_shared_memory_add(cf, &name, size,
+                                          &ngx_http_token_scope_module);
+    if (ccf->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ccf->shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate zone \"%V\"", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    ccf->shm_zone->init = ngx_http_token_scope_cache_init_zone;
+    ccf->shm_zone->data = ccf;
+
+    tmcf->cache = ccf;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"",
+                       &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_token_scope_cache_init_zone(ngx_shm_zone_t *zone, void *data)
+{
+    ngx_http_token_scope_cache_conf_t *occf = data;
+
+    size_t                              len;
+    ngx_slab_pool_t                    *shpool;
+    ngx_http_token_scope_cache_conf_t  *ccf;
+
+    ccf = zone->data;
+
+    /* a reload keeps the cached tokens: they are keyed by keyset too */
+    if (occf != NULL) {
+        ccf->sh = occf->sh;
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) zone->shm.addr;
+
+    if (zone->shm.exists) {
+        ccf->sh = shpool->data;
+        return NGX_OK;
+    }
+
+    ccf->sh = ngx_slab_alloc(shpool, sizeof(ngx_http_token_scope_cache_sh_t));
+    if (ccf->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(ccf->sh, sizeof(ngx_http_token_scope_cache_sh_t));
+
+    ngx_rbtree_init(&ccf->sh->rbtree, &ccf->sh->sentinel,
+                    ngx_http_token_scope_cache_insert_value);
+    ngx_queue_init(&ccf->sh->lru);
+
+    shpool->data = ccf->sh;
+
+    len = sizeof(" in token scope cache zone \"\"") + zone->shm.name.len;
+
+    shpool->log_ctx = ngx_slab_alloc(shpool, len);
+    if (shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(shpool->log_ctx, " in token scope cache zone \"%V\"%Z",
+                &zone->shm.name);
+
+    /* a full zone evicts; the slab's own "no memory" lines add nothing */
+    shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
