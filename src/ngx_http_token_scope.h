@@ -77,9 +77,23 @@ typedef struct {
 
 
 typedef struct {
+    ngx_uint_t                  connected;
+    ngx_uint_t                  synced;
+    time_t                      fresh;
+    ngx_uint_t                  entries;
+} ngx_http_token_scope_redis_state_t;
+
+
+typedef struct ngx_http_token_scope_counters_s
+    ngx_http_token_scope_counters_t;
+
+
+typedef struct {
     ts_categories_t             categories;
     ngx_http_token_scope_redis_conf_t  *redis;
     ngx_http_token_scope_cache_conf_t  *cache;
+    ngx_shm_zone_t             *status_zone;
+    ngx_array_t                 kids;        /* of ngx_str_t, for status */
     ngx_array_t                 catalogs;    /* of ..._catalog_t */
     ngx_int_t                   request_id_index;
 } ngx_http_token_scope_main_conf_t;
@@ -147,6 +161,16 @@ char *ngx_http_token_scope_operations_block(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 char *ngx_http_token_scope_operations_use(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_int_t ngx_http_token_scope_status_zone(ngx_conf_t *cf,
+    ngx_http_token_scope_main_conf_t *tmcf);
+void ngx_http_token_scope_count(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx);
+char *ngx_http_token_scope_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_token_scope_cache_state(ngx_http_token_scope_main_conf_t *tmcf,
+    ngx_http_token_scope_cache_stats_t *stats);
+void ngx_http_token_scope_redis_state(ngx_http_token_scope_main_conf_t *tmcf,
+    ngx_http_token_scope_redis_state_t *state);
 ngx_int_t ngx_http_token_scope_cache_lookup(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ngx_str_t *token, ts_token_t *tok,
     u_char *digest);

@@ -274,6 +274,28 @@ ngx_http_token_scope_cache_store(ngx_http_request_t *r, ts_token_t *tok,
 }
 
 
+void
+ngx_http_token_scope_cache_state(ngx_http_token_scope_main_conf_t *tmcf,
+    ngx_http_token_scope_cache_stats_t *stats)
+{
+    ngx_slab_pool_t                    *shpool;
+    ngx_http_token_scope_cache_conf_t  *ccf;
+
+    ccf = tmcf->cache;
+
+    if (ccf == NULL) {
+        ngx_memzero(stats, sizeof(ngx_http_token_scope_cache_stats_t));
+        return;
+    }
+
+    shpool = (ngx_slab_pool_t *) ccf->shm_zone->shm.addr;
+
+    ngx_shmtx_lock(&shpool->mutex);
+    *stats = ccf->sh->stats;
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
 static ngx_http_token_scope_cache_node_t *
 ngx_http_token_scope_cache_find(ngx_http_token_scope_cache_sh_t *sh,
     u_char *digest)

@@ -95,6 +95,8 @@ static char *ngx_http_token_scope_service_secrets(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static u_char *ngx_http_token_scope_read_file(ngx_conf_t *cf,
     ngx_str_t *name, size_t *len);
+static char *ngx_http_token_scope_note_kids(ngx_conf_t *cf,
+    ts_keyset_t *keys);
 static void ngx_http_token_scope_cleanup_keys(void *data);
 static void ngx_http_token_scope_cleanup_secrets(void *data);
 static ngx_int_t ngx_http_token_scope_init(ngx_conf_t *cf);
@@ -283,6 +285,13 @@ static ngx_command_t  ngx_http_token_scope_commands[] = {
       0,
       NULL },
 
+    { ngx_string("token_scope_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_token_scope_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("token_scope_category"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
       ngx_http_token_scope_category,
@@ -397,6 +406,8 @@ ngx_http_token_scope_handler(ngx_http_request_t *r)
     }
 
     ctx->done = 1;
+
+    ngx_http_token_scope_count(r, ctx);
 
     switch (ctx->decision) {
 
@@ -1104,6 +1115,12 @@ ngx_http_token_scope_create_main_conf(ngx_conf_t *cf)
 
     ts_categories_init(&tmcf->categories);
 
+    if (ngx_array_init(&tmcf->kids, cf->pool, 4, sizeof(ngx_str_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
     return tmcf;
 }
 
@@ -1117,6 +1134,10 @@ ngx_http_token_scope_init_main_conf(ngx_conf_t *cf, void *conf)
 
     tmcf->request_id_index = ngx_http_get_variable_index(cf, &name);
     if (tmcf->request_id_index == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_token_scope_status_zone(cf, tmcf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -1540,6 +1561,56 @@ ngx_http_token_scope_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid key file \"%V\": %s", &value[1], err);
         return NGX_CONF_ERROR;
+    }
+
+    return ngx_http_token_scope_note_kids(cf, tlcf->keys);
+}
+
+
+/* the kids of all keysets, listed once each by token_scope_status */
+
+static char *
+ngx_http_token_scope_note_kids(ngx_conf_t *cf, ts_keyset_t *keys)
+{
+    size_t                             i, n;
+    ngx_str_t                         *kid, *known, s;
+    ngx_uint_t                         j;
+    const char                        *kids[64];
+    ngx_http_token_scope_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_token_scope_module);
+
+    n = ngx_min(ts_keyset_kids(keys, kids, 64), 64);
+
+    for (i = 0; i < n; i++) {
+        s.data = (u_char *) kids[i];
+        s.len = ngx_strlen(kids[i]);
+
+        known = tmcf->kids.elts;
+
+        for (j = 0; j < tmcf->kids.nelts; j++) {
+            if (known[j].len == s.len
+                && ngx_strncmp(known[j].data, s.data, s.len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (j < tmcf->kids.nelts) {
+            continue;
+        }
+
+        kid = ngx_array_push(&tmcf->kids);
+        if (kid == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        /* a copy: the keyset's array moves as it grows */
+        kid->len = s.len;
+        kid->data = ngx_pstrdup(cf->pool, &s);
+        if (kid->data == NULL) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     return NGX_CONF_OK;

@@ -167,6 +167,33 @@ ngx_http_token_scope_revoked(ngx_http_request_t *r,
 }
 
 
+void
+ngx_http_token_scope_redis_state(ngx_http_token_scope_main_conf_t *tmcf,
+    ngx_http_token_scope_redis_state_t *state)
+{
+    ngx_slab_pool_t             *shpool;
+    ngx_http_token_scope_shm_t  *sh;
+
+    ngx_memzero(state, sizeof(ngx_http_token_scope_redis_state_t));
+
+    if (tmcf->redis == NULL) {
+        return;
+    }
+
+    shpool = (ngx_slab_pool_t *) tmcf->redis->shm_zone->shm.addr;
+    sh = tmcf->redis->shm_zone->data;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    state->connected = sh->connected;
+    state->synced = sh->synced;
+    state->fresh = sh->fresh;
+    state->entries = sh->tables[sh->active]->count;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
 /*
  * token_scope_redis ADDRESS [db=N] [password=...] [prefix=...]
  *     [timeout=TIME] [max_stale=TIME] [zone=SIZE] [lifetime=TIME];
