@@ -53,3 +53,6 @@ test: module unit
 
 clean:
 	rm -rf $(BUILD)
+
+# more targets (hardening, install) live in fragments of their own
+include $(wildcard mk/*.mk)
