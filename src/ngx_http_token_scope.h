@@ -52,6 +52,7 @@ typedef struct {
     time_t                      lifetime;
     char                       *key_ids;
     char                       *key_sellers;
+    char                       *key_secrets;
     char                       *channel;
     ngx_shm_zone_t             *shm_zone;
 } ngx_http_token_scope_redis_conf_t;
@@ -135,6 +136,7 @@ typedef struct {
     uint64_t                    personal_only;
     ngx_array_t                *personal_from;   /* of ngx_cidr_t */
     ts_secrets_t               *secrets;
+    ngx_uint_t                  secrets_redis;
 } ngx_http_token_scope_loc_conf_t;
 
 
@@ -178,6 +180,8 @@ void ngx_http_token_scope_cache_store(ngx_http_request_t *r, ts_token_t *tok,
     u_char *digest);
 char *ngx_http_token_scope_cache(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_uint_t ngx_http_token_scope_redis_secret(ngx_http_request_t *r,
+    ts_str_t *service, u_char *digest);
 ts_reason_e ngx_http_token_scope_revoked(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ts_token_t *tok);
 char *ngx_http_token_scope_redis(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -640,8 +640,8 @@ ngx_http_token_scope_check(ngx_http_request_t *r,
     policy.sandbox = (tlcf->environment == NGX_HTTP_TOKEN_SCOPE_SANDBOX);
     policy.legacy = tlcf->legacy;
     policy.personal_only = tlcf->personal_only;
-    policy.secrets = tlcf->secrets;
-    policy.secret_digest = NULL;
+    policy.check_secret = 0;
+    policy.secret_ok = 0;
     policy.cloud = 0;
     policy.outside = 0;
 
@@ -658,11 +658,24 @@ ngx_http_token_scope_check(ngx_http_request_t *r,
         break;
 
     case TS_TYPE_SERVICE:
-        if (tlcf->secrets != NULL
-            && ngx_http_token_scope_client_secret(r, &secret) == NGX_OK
+        if (tlcf->secrets == NULL && !tlcf->secrets_redis) {
+            break;
+        }
+
+        policy.check_secret = 1;
+
+        if (ngx_http_token_scope_client_secret(r, &secret) == NGX_OK
             && ts_sha256(secret.data, secret.len, secret_digest) == 0)
         {
-            policy.secret_digest = secret_digest;
+            if (tlcf->secrets != NULL) {
+                policy.secret_ok = ts_secrets_match(tlcf->secrets,
+                                                    &ctx->token.service,
+                                                    secret_digest);
+
+            } else {
+                policy.secret_ok = ngx_http_token_scope_redis_secret(r,
+                                       &ctx->token.service, secret_digest);
+            }
         }
 
         break;
@@ -1195,7 +1208,8 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_http_token_scope_loc_conf_t *prev = parent;
     ngx_http_token_scope_loc_conf_t *conf = child;
 
-    unsigned  common;
+    unsigned                           common;
+    ngx_http_token_scope_main_conf_t  *tmcf;
 
     if (conf->enable == NGX_CONF_UNSET) {
         conf->enable = prev->enable;
@@ -1242,7 +1256,21 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_value(conf->revocation, prev->revocation, 1);
     ngx_conf_merge_uint_value(conf->redis_down, prev->redis_down,
                               NGX_HTTP_TOKEN_SCOPE_REDIS_DOWN_DENY);
+    if (conf->secrets == NGX_CONF_UNSET_PTR) {
+        conf->secrets = prev->secrets;
+        conf->secrets_redis = prev->secrets_redis;
+    }
+
     ngx_conf_merge_ptr_value(conf->secrets, prev->secrets, NULL);
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_token_scope_module);
+
+    if (conf->secrets_redis && tmcf->redis == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"token_scope_service_secrets redis\" needs "
+                           "\"token_scope_redis\"");
+        return NGX_CONF_ERROR;
+    }
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
 
@@ -1641,11 +1669,10 @@ ngx_http_token_scope_service_secrets(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     if (ngx_strcmp(value[1].data, "redis") == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"token_scope_service_secrets redis\" needs "
-                           "Redis support, which this build does not have "
-                           "yet; use a file");
-        return NGX_CONF_ERROR;
+        /* checked in merge: "token_scope_redis" may come later */
+        tlcf->secrets = NULL;
+        tlcf->secrets_redis = 1;
+        return NGX_CONF_OK;
     }
 
     cln = ngx_pool_cleanup_add(cf->pool, sizeof(ts_secrets_t));

@@ -25,6 +25,7 @@
 
 #define NGX_HTTP_TOKEN_SCOPE_SCAN_IDS      1
 #define NGX_HTTP_TOKEN_SCOPE_SCAN_SELLERS  2
+#define NGX_HTTP_TOKEN_SCOPE_SCAN_SECRETS  3
 
 
 typedef struct {
@@ -56,6 +57,7 @@ typedef struct {
     uintptr_t                   generation;  /* replies of older links die */
     ngx_uint_t                  building;    /* table index being rescanned */
     ngx_uint_t                  resyncing;   /* what is being rescanned */
+    unsigned                    again:1;     /* rescan once more after it */
     unsigned                    up:1;        /* logged as connected */
     unsigned                    down_logged:1;
 } ngx_http_token_scope_sync_t;
@@ -78,8 +80,11 @@ static void ngx_http_token_scope_redis_on_reply(redisAsyncContext *ac,
     void *r, void *privdata);
 static void ngx_http_token_scope_redis_on_message(redisAsyncContext *ac,
     void *r, void *privdata);
-static void ngx_http_token_scope_redis_scan(const char *cmd, const char *key,
+static void ngx_http_token_scope_redis_resync(void);
+static void ngx_http_token_scope_redis_scan(ngx_uint_t stage,
     const char *cursor);
+static ngx_int_t ngx_http_token_scope_redis_secrets(ts_table_t *t,
+    ts_str_t *service, u_char *p, size_t len);
 static void ngx_http_token_scope_redis_on_scan(redisAsyncContext *ac,
     void *r, void *privdata);
 static ngx_int_t ngx_http_token_scope_redis_apply(ts_table_t *t,
@@ -164,6 +169,37 @@ ngx_http_token_scope_revoked(ngx_http_request_t *r,
     }
 
     return TS_OK;
+}
+
+
+/* whether digest is a valid secret of the service, per Redis */
+
+ngx_uint_t
+ngx_http_token_scope_redis_secret(ngx_http_request_t *r, ts_str_t *service,
+    u_char *digest)
+{
+    int64_t                             value;
+    uint64_t                            key;
+    ngx_uint_t                          found;
+    ngx_slab_pool_t                    *shpool;
+    ngx_http_token_scope_shm_t         *sh;
+    ngx_http_token_scope_main_conf_t   *tmcf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
+
+    key = ts_table_secret_key(service, digest);
+    if (key == 0) {
+        return 0;
+    }
+
+    shpool = (ngx_slab_pool_t *) tmcf->redis->shm_zone->shm.addr;
+    sh = tmcf->redis->shm_zone->data;
+
+    ngx_shmtx_lock(&shpool->mutex);
+    found = ts_table_get(sh->tables[sh->active], key, &value);
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return found;
 }
 
 
@@ -352,7 +388,7 @@ ngx_http_token_scope_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     /* "prefix" + the longest suffix, NUL-terminated for hiredis */
     p = ngx_pnalloc(cf->pool,
-                    3 * (rcf->prefix.len + sizeof("revoked:sellers")));
+                    4 * (rcf->prefix.len + sizeof("revoked:sellers")));
     if (p == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -361,6 +397,8 @@ ngx_http_token_scope_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     p = ngx_sprintf(p, "%Vrevoked%Z", &rcf->prefix);
     rcf->key_sellers = (char *) p;
     p = ngx_sprintf(p, "%Vrevoked:sellers%Z", &rcf->prefix);
+    rcf->key_secrets = (char *) p;
+    p = ngx_sprintf(p, "%Vservice-secrets%Z", &rcf->prefix);
     rcf->channel = (char *) p;
     ngx_sprintf(p, "%Vrevocations%Z", &rcf->prefix);
 
@@ -843,21 +881,8 @@ ngx_http_token_scope_redis_on_message(redisAsyncContext *ac, void *r,
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, sync->log, 0,
                        "token scope redis subscribed, rescanning");
 
-        sync->building = 1 - ((ngx_http_token_scope_shm_t *)
-                              sync->rcf->shm_zone->data)->active;
-        sync->resyncing = NGX_HTTP_TOKEN_SCOPE_SCAN_IDS;
-
-        shpool = (ngx_slab_pool_t *) sync->rcf->shm_zone->shm.addr;
-        sh = sync->rcf->shm_zone->data;
-
-        ngx_shmtx_lock(&shpool->mutex);
-        ts_table_init(sh->tables[sync->building],
-                      sh->tables[sync->building]->capacity);
-        ngx_shmtx_unlock(&shpool->mutex);
-
         ngx_http_token_scope_redis_disarm();
-
-        ngx_http_token_scope_redis_scan("SSCAN", sync->rcf->key_ids, "0");
+        ngx_http_token_scope_redis_resync();
         return;
     }
 
@@ -877,6 +902,12 @@ ngx_http_token_scope_redis_on_message(redisAsyncContext *ac, void *r,
         ngx_log_error(NGX_LOG_WARN, sync->log, 0,
                       "token scope: ignored revocation message \"%*s\"",
                       bad.len, bad.data);
+        return;
+    }
+
+    /* secrets of a service are replaced whole: rescan, it is rare */
+    if (msg.op == TS_SECRETS_CHANGED) {
+        ngx_http_token_scope_redis_resync();
         return;
     }
 
@@ -935,18 +966,60 @@ ngx_http_token_scope_redis_apply(ts_table_t *t, ts_revoke_op_e op,
 }
 
 
+/*
+ * A full rescan into the spare table, which then serves requests: runs on
+ * every (re)connect and when the service secrets change.
+ */
+
 static void
-ngx_http_token_scope_redis_scan(const char *cmd, const char *key,
-    const char *cursor)
+ngx_http_token_scope_redis_resync(void)
 {
+    ngx_slab_pool_t              *shpool;
+    ngx_http_token_scope_shm_t   *sh;
     ngx_http_token_scope_sync_t  *sync;
 
     sync = &ngx_http_token_scope_sync;
 
+    if (sync->resyncing) {
+        sync->again = 1;
+        return;
+    }
+
+    shpool = (ngx_slab_pool_t *) sync->rcf->shm_zone->shm.addr;
+    sh = sync->rcf->shm_zone->data;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    sync->building = 1 - sh->active;
+    ts_table_init(sh->tables[sync->building],
+                  sh->tables[sync->building]->capacity);
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    sync->resyncing = NGX_HTTP_TOKEN_SCOPE_SCAN_IDS;
+
+    ngx_http_token_scope_redis_scan(NGX_HTTP_TOKEN_SCOPE_SCAN_IDS, "0");
+}
+
+
+static void
+ngx_http_token_scope_redis_scan(ngx_uint_t stage, const char *cursor)
+{
+    ngx_http_token_scope_sync_t        *sync;
+    ngx_http_token_scope_redis_conf_t  *rcf;
+
+    sync = &ngx_http_token_scope_sync;
+    rcf = sync->rcf;
+
     redisAsyncCommand(sync->cmd.ac, ngx_http_token_scope_redis_on_scan,
                       (void *) sync->generation,
                       "%s %s %s COUNT " NGX_HTTP_TOKEN_SCOPE_SCAN_COUNT,
-                      cmd, key, cursor);
+                      stage == NGX_HTTP_TOKEN_SCOPE_SCAN_IDS ? "SSCAN"
+                                                             : "HSCAN",
+                      stage == NGX_HTTP_TOKEN_SCOPE_SCAN_IDS ? rcf->key_ids
+                      : stage == NGX_HTTP_TOKEN_SCOPE_SCAN_SELLERS
+                        ? rcf->key_sellers : rcf->key_secrets,
+                      cursor);
 
     ngx_http_token_scope_redis_arm();
 }
@@ -959,8 +1032,8 @@ ngx_http_token_scope_redis_on_scan(redisAsyncContext *ac, void *r,
     redisReply                    *reply = r;
     int64_t                        time;
     ts_str_t                       id;
-    ngx_uint_t                     sellers, i, step;
-    redisReply                    *items, *cursor;
+    ngx_uint_t                     i, step, stage, count;
+    redisReply                    *items, *cursor, *value;
     ngx_slab_pool_t               *shpool;
     ngx_http_token_scope_shm_t    *sh;
     ngx_http_token_scope_sync_t   *sync;
@@ -987,10 +1060,10 @@ ngx_http_token_scope_redis_on_scan(redisAsyncContext *ac, void *r,
 
     cursor = reply->element[0];
     items = reply->element[1];
+    stage = sync->resyncing;
 
     /* HSCAN answers field, value pairs; SSCAN members */
-    sellers = (sync->resyncing == NGX_HTTP_TOKEN_SCOPE_SCAN_SELLERS);
-    step = sellers ? 2 : 1;
+    step = (stage == NGX_HTTP_TOKEN_SCOPE_SCAN_IDS) ? 1 : 2;
 
     shpool = (ngx_slab_pool_t *) sync->rcf->shm_zone->shm.addr;
     sh = sync->rcf->shm_zone->data;
@@ -1004,20 +1077,35 @@ ngx_http_token_scope_redis_on_scan(redisAsyncContext *ac, void *r,
 
         id.data = (u_char *) items->element[i]->str;
         id.len = items->element[i]->len;
+        value = (step == 2) ? items->element[i + 1] : NULL;
+
+        if (value != NULL && value->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+
+        if (stage == NGX_HTTP_TOKEN_SCOPE_SCAN_SECRETS) {
+            if (ngx_http_token_scope_redis_secrets(sh->tables[sync->building],
+                                                   &id, (u_char *) value->str,
+                                                   value->len)
+                != NGX_OK)
+            {
+                break;
+            }
+
+            continue;
+        }
+
         time = 0;
 
-        if (sellers
-            && (items->element[i + 1]->type != REDIS_REPLY_STRING
-                || ts_parse_time((u_char *) items->element[i + 1]->str,
-                                 items->element[i + 1]->len, &time)
-                   != 0))
+        if (value != NULL
+            && ts_parse_time((u_char *) value->str, value->len, &time) != 0)
         {
             continue;
         }
 
         if (ngx_http_token_scope_redis_apply(sh->tables[sync->building],
-                                             sellers ? TS_REVOKE_SELLER
-                                                     : TS_REVOKE_ID,
+                                             value ? TS_REVOKE_SELLER
+                                                   : TS_REVOKE_ID,
                                              &id, time)
             != NGX_OK)
         {
@@ -1028,16 +1116,13 @@ ngx_http_token_scope_redis_on_scan(redisAsyncContext *ac, void *r,
     ngx_shmtx_unlock(&shpool->mutex);
 
     if (!(cursor->len == 1 && cursor->str[0] == '0')) {
-        ngx_http_token_scope_redis_scan(sellers ? "HSCAN" : "SSCAN",
-                                        sellers ? sync->rcf->key_sellers
-                                                : sync->rcf->key_ids,
-                                        cursor->str);
+        ngx_http_token_scope_redis_scan(stage, cursor->str);
         return;
     }
 
-    if (!sellers) {
-        sync->resyncing = NGX_HTTP_TOKEN_SCOPE_SCAN_SELLERS;
-        ngx_http_token_scope_redis_scan("HSCAN", sync->rcf->key_sellers, "0");
+    if (stage != NGX_HTTP_TOKEN_SCOPE_SCAN_SECRETS) {
+        sync->resyncing = stage + 1;
+        ngx_http_token_scope_redis_scan(stage + 1, "0");
         return;
     }
 
@@ -1045,7 +1130,7 @@ ngx_http_token_scope_redis_on_scan(redisAsyncContext *ac, void *r,
     sh->active = sync->building;
     sh->synced = 1;
     sh->full = 0;
-    i = sh->tables[sh->active]->count;
+    count = sh->tables[sh->active]->count;
     ngx_shmtx_unlock(&shpool->mutex);
 
     sync->resyncing = 0;
@@ -1055,13 +1140,59 @@ ngx_http_token_scope_redis_on_scan(redisAsyncContext *ac, void *r,
 
     if (!sync->up) {
         ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
-                      "token scope: redis \"%V\" connected, %ui revoked ids "
-                      "and sellers synced", &sync->rcf->address, i);
+                      "token scope: redis \"%V\" connected, %ui revoked ids, "
+                      "sellers and service secrets synced",
+                      &sync->rcf->address, count);
         sync->up = 1;
         sync->down_logged = 0;
+
+        ngx_http_token_scope_redis_ping(NULL);
     }
 
-    ngx_http_token_scope_redis_ping(NULL);
+    if (sync->again) {
+        sync->again = 0;
+        ngx_http_token_scope_redis_resync();
+    }
+}
+
+
+/* "SERVICE-ID" -> "HEX [HEX ...]" of the HASH service-secrets */
+
+static ngx_int_t
+ngx_http_token_scope_redis_secrets(ts_table_t *t, ts_str_t *service,
+    u_char *p, size_t len)
+{
+    u_char   *end, *word;
+    uint64_t  key;
+    u_char    digest[TS_SHA256_LEN];
+
+    end = p + len;
+
+    while (p < end) {
+        while (p < end && *p == ' ') {
+            p++;
+        }
+
+        word = p;
+
+        while (p < end && *p != ' ') {
+            p++;
+        }
+
+        if (p == word
+            || ts_hex_digest((char *) word, p - word, digest) != 0)
+        {
+            continue;
+        }
+
+        key = ts_table_secret_key(service, digest);
+
+        if (key != 0 && ts_table_put(t, key, 1) != 0) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

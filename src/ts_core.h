@@ -174,7 +174,8 @@ typedef enum {
     TS_REVOKE_ID = 0,
     TS_UNREVOKE_ID,
     TS_REVOKE_SELLER,
-    TS_UNREVOKE_SELLER
+    TS_UNREVOKE_SELLER,
+    TS_SECRETS_CHANGED
 } ts_revoke_op_e;
 
 typedef struct {
@@ -185,6 +186,9 @@ typedef struct {
 
 #define TS_TABLE_KEY_ID      'i'
 #define TS_TABLE_KEY_SELLER  's'
+#define TS_TABLE_KEY_SECRET  'v'
+
+#define TS_SERVICE_ID_MAX    128
 
 
 typedef struct ts_service_s  ts_service_t;
@@ -209,15 +213,13 @@ typedef struct {
     uint64_t                personal_only;
     unsigned                types;       /* TS_TYPE_BIT()s allowed, 0: any */
 
-    /* service tokens must show a secret when this is set */
-    const ts_secrets_t     *secrets;
-    const unsigned char    *secret_digest;  /* of X-Client-Secret, or NULL */
-
     unsigned                write:1;     /* the request writes */
     unsigned                sandbox:1;   /* a sandbox server */
     unsigned                legacy:1;    /* legacy tokens accepted */
     unsigned                cloud:1;     /* a cloud service's request */
     unsigned                outside:1;   /* outside the personal networks */
+    unsigned                check_secret:1;  /* service secrets configured */
+    unsigned                secret_ok:1; /* X-Client-Secret is the service's */
 } ts_policy_t;
 
 
@@ -265,6 +267,9 @@ size_t ts_categories_format(const ts_categories_t *cats, uint64_t mask,
     char sep, char *buf, size_t size);
 
 int ts_sha256(const unsigned char *data, size_t len, unsigned char *out);
+int ts_hex_digest(const char *p, size_t len, unsigned char *out);
+uint64_t ts_table_secret_key(const ts_str_t *service,
+    const unsigned char *digest);
 int ts_sha256_pair(const unsigned char *a, size_t alen,
     const unsigned char *b, size_t blen, unsigned char *out);
 int ts_secrets_load(ts_secrets_t *secrets, const unsigned char *text,

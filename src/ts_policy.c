@@ -283,9 +283,8 @@ ts_decide(const ts_policy_t *policy, const ts_token_t *tok,
         return TS_PERSONAL_CLOUD;
     }
 
-    if (tok->type == TS_TYPE_SERVICE && policy->secrets != NULL
-        && !ts_secrets_match(policy->secrets, &tok->service,
-                             policy->secret_digest))
+    if (tok->type == TS_TYPE_SERVICE && policy->check_secret
+        && !policy->secret_ok)
     {
         return TS_SERVICE_SECRET;
     }

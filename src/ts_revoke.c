@@ -67,6 +67,25 @@ ts_table_key(char kind, const unsigned char *data, size_t len)
 }
 
 
+/* a service and one of its secret digests */
+
+uint64_t
+ts_table_secret_key(const ts_str_t *service, const unsigned char *digest)
+{
+    unsigned char  buf[TS_SERVICE_ID_MAX + TS_SHA256_LEN];
+
+    if (service->len > TS_SERVICE_ID_MAX) {
+        return 0;
+    }
+
+    memcpy(buf, service->data, service->len);
+    memcpy(buf + service->len, digest, TS_SHA256_LEN);
+
+    return ts_table_key(TS_TABLE_KEY_SECRET, buf,
+                        service->len + TS_SHA256_LEN);
+}
+
+
 static size_t
 ts_table_home(const ts_table_t *t, uint64_t key)
 {
@@ -245,6 +264,7 @@ ts_revoke_message(const unsigned char *msg, size_t len, ts_revoke_msg_t *out)
         { "unrevoke", TS_UNREVOKE_ID, 1 },
         { "seller", TS_REVOKE_SELLER, 2 },
         { "unseller", TS_UNREVOKE_SELLER, 1 },
+        { "secrets", TS_SECRETS_CHANGED, 1 },
         { NULL, 0, 0 }
     };
 

@@ -16,9 +16,6 @@
 #include "ts_core.h"
 
 
-#define TS_SERVICE_ID_MAX  128
-
-
 struct ts_service_s {
     char                    id[TS_SERVICE_ID_MAX + 1];
     size_t                  len;
@@ -27,7 +24,6 @@ struct ts_service_s {
 };
 
 
-static int ts_hex_digest(const char *p, size_t len, unsigned char *out);
 static int ts_service_cmp(const void *a, const void *b);
 
 
@@ -190,7 +186,7 @@ ts_secrets_load(ts_secrets_t *secrets, const unsigned char *text,
 }
 
 
-static int
+int
 ts_hex_digest(const char *p, size_t len, unsigned char *out)
 {
     size_t  i;

@@ -682,28 +682,27 @@ test_types(void)
     tok.type = TS_TYPE_SERVICE;
     tok.service.data = (unsigned char *) "svc-1";
     tok.service.len = 5;
-    policy.secrets = &secrets;
 
-    policy.secret_digest = d1;
-    ok(ts_decide(&policy, &tok, &missing) == TS_OK,
+    ok(ts_secrets_match(&secrets, &tok.service, d1),
        "the old secret is valid during rotation");
-
-    policy.secret_digest = d2;
-    ok(ts_decide(&policy, &tok, &missing) == TS_OK,
+    ok(ts_secrets_match(&secrets, &tok.service, d2),
        "the new secret is valid during rotation");
-
-    policy.secret_digest = d3;
-    ok(ts_decide(&policy, &tok, &missing) == TS_SERVICE_SECRET,
+    ok(!ts_secrets_match(&secrets, &tok.service, d3),
        "an unknown secret is refused");
-
-    policy.secret_digest = NULL;
-    ok(ts_decide(&policy, &tok, &missing) == TS_SERVICE_SECRET,
+    ok(!ts_secrets_match(&secrets, &tok.service, NULL),
        "a missing secret is refused");
 
     tok.service.data = (unsigned char *) "svc-3";
-    policy.secret_digest = d1;
-    ok(ts_decide(&policy, &tok, &missing) == TS_SERVICE_SECRET,
+    ok(!ts_secrets_match(&secrets, &tok.service, d1),
        "an unlisted service is refused");
+
+    policy.check_secret = 1;
+    ok(ts_decide(&policy, &tok, &missing) == TS_SERVICE_SECRET,
+       "a service token without a valid secret is denied");
+
+    policy.secret_ok = 1;
+    ok(ts_decide(&policy, &tok, &missing) == TS_OK,
+       "a service token with a valid secret passes");
 
     tok.type = TS_TYPE_PERSONAL;
     policy.cloud = 1;
@@ -823,6 +822,8 @@ test_revoke(void)
        "an unknown verb is refused");
     ok(ts_revoke_message((unsigned char *) "", 0, &msg) != 0,
        "an empty message is refused");
+    ok(ts_revoke_message((unsigned char *) "secrets svc-1", 13, &msg) == 0
+       && msg.op == TS_SECRETS_CHANGED, "a secrets message parses");
 }
 
 
