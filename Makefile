@@ -15,7 +15,9 @@ GLUE_SRCS := src/ngx_http_token_scope_module.c \
              src/ngx_http_token_scope_operations.c \
              src/ngx_http_token_scope_redis.c \
              src/ngx_http_token_scope_cache.c \
-             src/ngx_http_token_scope_status.c src/ngx_http_token_scope.h
+             src/ngx_http_token_scope_status.c \
+             src/ngx_http_token_scope_variables.c \
+             src/ngx_http_token_scope_keys.c src/ngx_http_token_scope.h
 
 CFLAGS    ?= -O2 -g
 WARN      := -Wall -Wextra -Werror -Wno-unused-parameter

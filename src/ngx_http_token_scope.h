@@ -157,6 +157,15 @@ typedef struct {
 extern ngx_module_t  ngx_http_token_scope_module;
 
 
+ngx_http_token_scope_ctx_t *ngx_http_token_scope_evaluate(
+    ngx_http_request_t *r);
+ngx_int_t ngx_http_token_scope_add_variables(ngx_conf_t *cf);
+int ngx_http_token_scope_base64url(u_char *dst, size_t *dst_len,
+    const u_char *src, size_t len);
+char *ngx_http_token_scope_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_token_scope_service_secrets(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_token_scope_find_operation(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx);
 char *ngx_http_token_scope_operations_block(ngx_conf_t *cf,

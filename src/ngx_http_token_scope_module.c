@@ -14,20 +14,7 @@
 #include "ngx_http_token_scope.h"
 
 
-/* key and secret files are small; a huge one is a mistake */
-#define NGX_HTTP_TOKEN_SCOPE_FILE_MAX  (1024 * 1024)
-
-
-typedef struct {
-    ngx_str_t                   name;
-    ngx_http_get_variable_pt    handler;
-    uintptr_t                   data;
-} ngx_http_token_scope_var_t;
-
-
 static ngx_int_t ngx_http_token_scope_handler(ngx_http_request_t *r);
-static ngx_http_token_scope_ctx_t *ngx_http_token_scope_evaluate(
-    ngx_http_request_t *r);
 static ngx_int_t ngx_http_token_scope_required(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx);
 static ts_reason_e ngx_http_token_scope_check(ngx_http_request_t *r,
@@ -40,33 +27,7 @@ static ngx_uint_t ngx_http_token_scope_writes(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf);
 static void ngx_http_token_scope_log(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t *ctx, ngx_uint_t level, const char *what);
-static int ngx_http_token_scope_base64url(u_char *dst, size_t *dst_len,
-    const u_char *src, size_t len);
 
-static ngx_int_t ngx_http_token_scope_variable_str(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_token_scope_variable_type(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_token_scope_variable_oid(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_token_scope_variable_exp(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_token_scope_variable_readonly(
-    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_token_scope_variable_categories(
-    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_token_scope_variable_required(
-    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_token_scope_variable_decision(
-    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_token_scope_variable_reason(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_token_scope_variable_operation(
-    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
-static void ngx_http_token_scope_variable_set(ngx_http_variable_value_t *v,
-    u_char *data, size_t len);
-
-static ngx_int_t ngx_http_token_scope_add_variables(ngx_conf_t *cf);
 static void *ngx_http_token_scope_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_token_scope_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_token_scope_create_loc_conf(ngx_conf_t *cf);
@@ -77,8 +38,6 @@ static ngx_int_t ngx_http_token_scope_resolve(ngx_conf_t *cf,
 static ngx_array_t *ngx_http_token_scope_names(ngx_conf_t *cf);
 static char *ngx_http_token_scope(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_token_scope_key_file(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
 static char *ngx_http_token_scope_category(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_token_scope_types(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -91,14 +50,6 @@ static char *ngx_http_token_scope_personal_only(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_token_scope_personal_from(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
-static char *ngx_http_token_scope_service_secrets(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
-static u_char *ngx_http_token_scope_read_file(ngx_conf_t *cf,
-    ngx_str_t *name, size_t *len);
-static char *ngx_http_token_scope_note_kids(ngx_conf_t *cf,
-    ts_keyset_t *keys);
-static void ngx_http_token_scope_cleanup_keys(void *data);
-static void ngx_http_token_scope_cleanup_secrets(void *data);
 static ngx_int_t ngx_http_token_scope_init(ngx_conf_t *cf);
 
 
@@ -334,50 +285,6 @@ ngx_module_t  ngx_http_token_scope_module = {
 };
 
 
-static ngx_http_token_scope_var_t  ngx_http_token_scope_vars[] = {
-
-    { ngx_string("token_scope_id"), ngx_http_token_scope_variable_str,
-      offsetof(ts_token_t, id) },
-
-    { ngx_string("token_scope_seller"), ngx_http_token_scope_variable_str,
-      offsetof(ts_token_t, sid) },
-
-    { ngx_string("token_scope_service"), ngx_http_token_scope_variable_str,
-      offsetof(ts_token_t, service) },
-
-    { ngx_string("token_scope_kid"), ngx_http_token_scope_variable_str,
-      offsetof(ts_token_t, kid) },
-
-    { ngx_string("token_scope_type"), ngx_http_token_scope_variable_type,
-      0 },
-
-    { ngx_string("token_scope_seller_oid"),
-      ngx_http_token_scope_variable_oid, 0 },
-
-    { ngx_string("token_scope_exp"), ngx_http_token_scope_variable_exp, 0 },
-
-    { ngx_string("token_scope_readonly"),
-      ngx_http_token_scope_variable_readonly, 0 },
-
-    { ngx_string("token_scope_categories"),
-      ngx_http_token_scope_variable_categories, 0 },
-
-    { ngx_string("token_scope_required"),
-      ngx_http_token_scope_variable_required, 0 },
-
-    { ngx_string("token_scope_decision"),
-      ngx_http_token_scope_variable_decision, 0 },
-
-    { ngx_string("token_scope_reason"),
-      ngx_http_token_scope_variable_reason, 0 },
-
-    { ngx_string("token_scope_operation"),
-      ngx_http_token_scope_variable_operation, 0 },
-
-    { ngx_null_string, NULL, 0 }
-};
-
-
 static ngx_int_t
 ngx_http_token_scope_handler(ngx_http_request_t *r)
 {
@@ -444,7 +351,7 @@ ngx_http_token_scope_handler(ngx_http_request_t *r)
  * phase for limit_req.  NULL where the module is off.
  */
 
-static ngx_http_token_scope_ctx_t *
+ngx_http_token_scope_ctx_t *
 ngx_http_token_scope_evaluate(ngx_http_request_t *r)
 {
     ngx_http_token_scope_ctx_t       *ctx;
@@ -810,7 +717,7 @@ ngx_http_token_scope_log(ngx_http_request_t *r,
 }
 
 
-static int
+int
 ngx_http_token_scope_base64url(u_char *dst, size_t *dst_len,
     const u_char *src, size_t len)
 {
@@ -827,292 +734,6 @@ ngx_http_token_scope_base64url(u_char *dst, size_t *dst_len,
     *dst_len = d.len;
 
     return 0;
-}
-
-
-static void
-ngx_http_token_scope_variable_set(ngx_http_variable_value_t *v,
-    u_char *data, size_t len)
-{
-    v->data = data;
-    v->len = len;
-    v->valid = 1;
-    v->no_cacheable = 0;
-    v->not_found = 0;
-}
-
-
-static ngx_http_token_scope_ctx_t *
-ngx_http_token_scope_verified_ctx(ngx_http_request_t *r)
-{
-    ngx_http_token_scope_ctx_t  *ctx;
-
-    ctx = ngx_http_token_scope_evaluate(r);
-
-    return (ctx != NULL && ctx->verified) ? ctx : NULL;
-}
-
-
-static ngx_int_t
-ngx_http_token_scope_variable_str(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    ts_str_t                    *s;
-    ngx_http_token_scope_ctx_t  *ctx;
-
-    ctx = ngx_http_token_scope_verified_ctx(r);
-
-    if (ctx == NULL) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    s = (ts_str_t *) ((u_char *) &ctx->token + data);
-
-    ngx_http_token_scope_variable_set(v, s->data, s->len);
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_token_scope_variable_type(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    const char                  *name;
-    ngx_http_token_scope_ctx_t  *ctx;
-
-    ctx = ngx_http_token_scope_verified_ctx(r);
-
-    if (ctx == NULL) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    name = ts_type_name(ctx->token.type);
-
-    ngx_http_token_scope_variable_set(v, (u_char *) name, ngx_strlen(name));
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_token_scope_variable_int(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, int64_t value)
-{
-    u_char  *p;
-
-    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_http_token_scope_variable_set(v, p,
-                                      ngx_sprintf(p, "%L", value) - p);
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_token_scope_variable_oid(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    ngx_http_token_scope_ctx_t  *ctx;
-
-    ctx = ngx_http_token_scope_verified_ctx(r);
-
-    if (ctx == NULL || !ctx->token.has_oid) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    return ngx_http_token_scope_variable_int(r, v, ctx->token.oid);
-}
-
-
-static ngx_int_t
-ngx_http_token_scope_variable_exp(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    ngx_http_token_scope_ctx_t  *ctx;
-
-    ctx = ngx_http_token_scope_verified_ctx(r);
-
-    if (ctx == NULL) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    return ngx_http_token_scope_variable_int(r, v, ctx->token.exp);
-}
-
-
-static ngx_int_t
-ngx_http_token_scope_variable_readonly(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    ngx_http_token_scope_ctx_t  *ctx;
-
-    ctx = ngx_http_token_scope_verified_ctx(r);
-
-    if (ctx == NULL) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    ngx_http_token_scope_variable_set(v,
-        (u_char *) ((ctx->token.scope & TS_READONLY_MASK) ? "1" : "0"), 1);
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_token_scope_variable_categories(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    u_char                            *p;
-    size_t                             size;
-    ngx_http_token_scope_ctx_t        *ctx;
-    ngx_http_token_scope_main_conf_t  *tmcf;
-
-    ctx = ngx_http_token_scope_verified_ctx(r);
-
-    if (ctx == NULL) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
-
-    size = 64 * (TS_CATEGORY_NAME_MAX + 1);
-
-    p = ngx_pnalloc(r->pool, size);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_http_token_scope_variable_set(v, p,
-        ts_categories_format(&tmcf->categories, ctx->token.scope,
-                             ',', (char *) p, size));
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_token_scope_variable_required(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    ngx_str_t                   *required;
-    ngx_http_token_scope_ctx_t  *ctx;
-
-    ctx = ngx_http_token_scope_evaluate(r);
-
-    if (ctx == NULL || ctx->decision == 0) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    required = ngx_http_token_scope_format_required(r, ctx);
-    if (required == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_http_token_scope_variable_set(v, required->data, required->len);
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_token_scope_variable_decision(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    static ngx_str_t  decisions[] = {
-        ngx_null_string,
-        ngx_string("allow"),
-        ngx_string("deny"),
-        ngx_string("report")
-    };
-
-    ngx_http_token_scope_ctx_t  *ctx;
-
-    ctx = ngx_http_token_scope_evaluate(r);
-
-    if (ctx == NULL || ctx->decision == 0) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    ngx_http_token_scope_variable_set(v, decisions[ctx->decision].data,
-                                      decisions[ctx->decision].len);
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_token_scope_variable_reason(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    const char                  *name;
-    ngx_http_token_scope_ctx_t  *ctx;
-
-    ctx = ngx_http_token_scope_evaluate(r);
-
-    if (ctx == NULL || ctx->decision == 0) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    name = ts_reason_name(ctx->reason);
-
-    ngx_http_token_scope_variable_set(v, (u_char *) name, ngx_strlen(name));
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_token_scope_variable_operation(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    ngx_http_token_scope_ctx_t  *ctx;
-
-    ctx = ngx_http_token_scope_evaluate(r);
-
-    if (ctx == NULL || ctx->op == NULL) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    ngx_http_token_scope_variable_set(v, (u_char *) ctx->op->name,
-                                      ctx->op->name_len);
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_token_scope_add_variables(ngx_conf_t *cf)
-{
-    ngx_http_variable_t         *var;
-    ngx_http_token_scope_var_t  *v;
-
-    for (v = ngx_http_token_scope_vars; v->name.len; v++) {
-        var = ngx_http_add_variable(cf, &v->name, NGX_HTTP_VAR_NOCACHEABLE);
-        if (var == NULL) {
-            return NGX_ERROR;
-        }
-
-        var->get_handler = v->handler;
-        var->data = v->data;
-    }
-
-    return NGX_OK;
 }
 
 
@@ -1515,259 +1136,6 @@ ngx_http_token_scope_personal_from(ngx_conf_t *cf, ngx_command_t *cmd,
 
 
 static char *
-ngx_http_token_scope_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_token_scope_loc_conf_t *tlcf = conf;
-
-    int                  rc;
-    u_char              *p, *kid;
-    size_t               n;
-    ngx_str_t           *value;
-    ngx_pool_cleanup_t  *cln;
-    char                 err[TS_ERROR_MAX];
-
-    value = cf->args->elts;
-    kid = NULL;
-
-    if (cf->args->nelts == 3) {
-        if (ngx_strncmp(value[2].data, "kid=", 4) != 0
-            || value[2].len == 4)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\"", &value[2]);
-            return NGX_CONF_ERROR;
-        }
-
-        kid = value[2].data + 4;
-    }
-
-    if (tlcf->keys == NULL) {
-        /* the cleanup exists before the first key it has to free */
-        cln = ngx_pool_cleanup_add(cf->pool, sizeof(ts_keyset_t));
-        if (cln == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_memzero(cln->data, sizeof(ts_keyset_t));
-        cln->handler = ngx_http_token_scope_cleanup_keys;
-
-        tlcf->keys = cln->data;
-    }
-
-    p = ngx_http_token_scope_read_file(cf, &value[1], &n);
-    if (p == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    /* a JWKS is a JSON object, anything else is taken as PEM */
-    while (n > 0 && (*p == ' ' || *p == '\t' || *p == CR || *p == LF)) {
-        p++;
-        n--;
-    }
-
-    if (n > 0 && *p == '{') {
-        if (kid != NULL) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"kid=\" is not for JWKS file \"%V\", its "
-                               "keys carry their own", &value[1]);
-            return NGX_CONF_ERROR;
-        }
-
-        rc = ts_keyset_add_jwks(tlcf->keys, p, n,
-                                ngx_http_token_scope_base64url,
-                                err, sizeof(err));
-
-    } else {
-        rc = ts_keyset_add_pem(tlcf->keys, p, n, (const char *) kid,
-                               err, sizeof(err));
-    }
-
-    /* an HMAC secret must not linger in a freed pool */
-    ngx_explicit_memzero(p, n);
-
-    if (rc != 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid key file \"%V\": %s", &value[1], err);
-        return NGX_CONF_ERROR;
-    }
-
-    return ngx_http_token_scope_note_kids(cf, tlcf->keys);
-}
-
-
-/* the kids of all keysets, listed once each by token_scope_status */
-
-static char *
-ngx_http_token_scope_note_kids(ngx_conf_t *cf, ts_keyset_t *keys)
-{
-    size_t                             i, n;
-    ngx_str_t                         *kid, *known, s;
-    ngx_uint_t                         j;
-    const char                        *kids[64];
-    ngx_http_token_scope_main_conf_t  *tmcf;
-
-    tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_token_scope_module);
-
-    n = ngx_min(ts_keyset_kids(keys, kids, 64), 64);
-
-    for (i = 0; i < n; i++) {
-        s.data = (u_char *) kids[i];
-        s.len = ngx_strlen(kids[i]);
-
-        known = tmcf->kids.elts;
-
-        for (j = 0; j < tmcf->kids.nelts; j++) {
-            if (known[j].len == s.len
-                && ngx_strncmp(known[j].data, s.data, s.len) == 0)
-            {
-                break;
-            }
-        }
-
-        if (j < tmcf->kids.nelts) {
-            continue;
-        }
-
-        kid = ngx_array_push(&tmcf->kids);
-        if (kid == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        /* a copy: the keyset's array moves as it grows */
-        kid->len = s.len;
-        kid->data = ngx_pstrdup(cf->pool, &s);
-        if (kid->data == NULL) {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_token_scope_service_secrets(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_token_scope_loc_conf_t *tlcf = conf;
-
-    u_char              *p;
-    size_t               n;
-    ngx_str_t           *value;
-    ngx_pool_cleanup_t  *cln;
-    char                 err[TS_ERROR_MAX];
-
-    if (tlcf->secrets != NGX_CONF_UNSET_PTR) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    if (ngx_strcmp(value[1].data, "off") == 0) {
-        tlcf->secrets = NULL;
-        return NGX_CONF_OK;
-    }
-
-    if (ngx_strcmp(value[1].data, "redis") == 0) {
-        /* checked in merge: "token_scope_redis" may come later */
-        tlcf->secrets = NULL;
-        tlcf->secrets_redis = 1;
-        return NGX_CONF_OK;
-    }
-
-    cln = ngx_pool_cleanup_add(cf->pool, sizeof(ts_secrets_t));
-    if (cln == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(cln->data, sizeof(ts_secrets_t));
-    cln->handler = ngx_http_token_scope_cleanup_secrets;
-
-    tlcf->secrets = cln->data;
-
-    p = ngx_http_token_scope_read_file(cf, &value[1], &n);
-    if (p == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (ts_secrets_load(tlcf->secrets, p, n, err, sizeof(err)) != 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid service secrets file \"%V\": %s",
-                           &value[1], err);
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-/* reads a configuration file whole into cf->temp_pool */
-
-static u_char *
-ngx_http_token_scope_read_file(ngx_conf_t *cf, ngx_str_t *name, size_t *len)
-{
-    u_char           *p;
-    ssize_t           n;
-    ngx_file_t        file;
-    ngx_file_info_t   fi;
-
-    if (ngx_conf_full_name(cf->cycle, name, 1) != NGX_OK) {
-        return NULL;
-    }
-
-    ngx_memzero(&file, sizeof(ngx_file_t));
-
-    file.name = *name;
-    file.log = cf->log;
-
-    file.fd = ngx_open_file(name->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (file.fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_open_file_n " \"%V\" failed", name);
-        return NULL;
-    }
-
-    p = NULL;
-    n = NGX_ERROR;
-
-    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_fd_info_n " \"%V\" failed", name);
-        goto done;
-    }
-
-    if (ngx_file_size(&fi) > NGX_HTTP_TOKEN_SCOPE_FILE_MAX) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\" is larger than %uz bytes", name,
-                           (size_t) NGX_HTTP_TOKEN_SCOPE_FILE_MAX);
-        goto done;
-    }
-
-    p = ngx_pnalloc(cf->temp_pool, ngx_file_size(&fi) + 1);
-    if (p == NULL) {
-        goto done;
-    }
-
-    n = ngx_read_file(&file, p, ngx_file_size(&fi), 0);
-
-done:
-
-    if (ngx_close_file(file.fd) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_ALERT, cf->log, ngx_errno,
-                      ngx_close_file_n " \"%V\" failed", name);
-    }
-
-    if (n == NGX_ERROR || p == NULL) {
-        return NULL;
-    }
-
-    *len = n;
-
-    return p;
-}
-
-
-static char *
 ngx_http_token_scope_category(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_token_scope_main_conf_t *tmcf = conf;
@@ -1873,20 +1241,6 @@ ngx_http_token_scope_verify_warn(ngx_conf_t *cf, void *post, void *data)
     }
 
     return NGX_CONF_OK;
-}
-
-
-static void
-ngx_http_token_scope_cleanup_keys(void *data)
-{
-    ts_keyset_free(data);
-}
-
-
-static void
-ngx_http_token_scope_cleanup_secrets(void *data)
-{
-    ts_secrets_free(data);
 }
 
 
