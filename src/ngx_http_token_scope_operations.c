@@ -38,6 +38,19 @@ ngx_http_token_scope_find_operation(ngx_http_request_t *r,
 {
     ts_str_t  method, host, path;
 
+    /*
+     * an upstream may get the raw path: one that nginx normalizes into
+     * another operation is refused, whatever "unmatched=" says
+     */
+    path.data = r->unparsed_uri.data;
+    path.len = r->args_start ? (size_t) (r->args_start - 1 - path.data)
+                             : r->unparsed_uri.len;
+
+    if (!r->internal && !ts_path_is_canonical(path.data, path.len)) {
+        ctx->token.error = "path is not canonical";
+        return NGX_DECLINED;
+    }
+
     method.data = r->method_name.data;
     method.len = r->method_name.len;
 
@@ -49,6 +62,14 @@ ngx_http_token_scope_find_operation(ngx_http_request_t *r,
     path.len = r->uri.len;
 
     ctx->op = ts_ops_match(tlcf->operations->ops, &method, &host, &path);
+
+    /* HEAD is GET without a body */
+    if (ctx->op == NULL && r->method == NGX_HTTP_HEAD) {
+        method.data = (u_char *) "GET";
+        method.len = 3;
+
+        ctx->op = ts_ops_match(tlcf->operations->ops, &method, &host, &path);
+    }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "token scope operation: \"%s\" in \"%V\"",

@@ -248,13 +248,14 @@ ngx_http_token_scope_explain(ngx_http_request_t *r,
     switch (ctx->reason) {
 
     case TS_MALFORMED:
+    case TS_OPERATION:
         if (ctx->token.error) {
             s.data = (u_char *) ctx->token.error;
             s.len = ngx_strlen(ctx->token.error);
             return s;
         }
 
-        break;
+        return ngx_http_token_scope_answers[ctx->reason].explain;
 
     case TS_CATEGORY:
         tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);

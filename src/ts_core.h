@@ -296,6 +296,7 @@ int ts_ops_add(ts_ops_t *ops, const ts_str_t *method, const ts_str_t *host,
 const ts_op_t *ts_ops_match(const ts_ops_t *ops, const ts_str_t *method,
     const ts_str_t *host, const ts_str_t *path);
 size_t ts_ops_count(const ts_ops_t *ops);
+int ts_path_is_canonical(const unsigned char *p, size_t len);
 void ts_ops_free(ts_ops_t *ops);
 
 ts_reason_e ts_decide(const ts_policy_t *policy, const ts_token_t *tok,

@@ -337,6 +337,62 @@ ts_ops_walk(const ts_ops_node_t *node, const unsigned char *p,
 }
 
 
+/*
+ * Whether a raw request path names one resource only: no "." or ".."
+ * segment, no empty segment, no encoded "/", "." or "\\".  The catalogue
+ * matches nginx's normalized path while an upstream may get the raw one,
+ * so a path that normalizes differently must not be matched at all.
+ */
+
+int
+ts_path_is_canonical(const unsigned char *p, size_t len)
+{
+    size_t  i, seg, dots;
+
+    if (len == 0 || p[0] != '/') {
+        return 0;
+    }
+
+    seg = 0;
+    dots = 0;
+
+    for (i = 1; i <= len; i++) {
+
+        if (i == len || p[i] == '/') {
+            /* an empty segment is fine only as a trailing slash */
+            if ((seg == 0 && i != len) || (seg > 0 && seg == dots)) {
+                return 0;
+            }
+
+            seg = 0;
+            dots = 0;
+            continue;
+        }
+
+        if (p[i] == '\\') {
+            return 0;
+        }
+
+        if (p[i] == '%' && i + 2 < len) {
+            if ((p[i + 1] == '2' && (p[i + 2] == 'e' || p[i + 2] == 'E'
+                                     || p[i + 2] == 'f' || p[i + 2] == 'F'))
+                || (p[i + 1] == '5' && (p[i + 2] == 'c' || p[i + 2] == 'C')))
+            {
+                return 0;
+            }
+        }
+
+        if (p[i] == '.') {
+            dots++;
+        }
+
+        seg++;
+    }
+
+    return 1;
+}
+
+
 void
 ts_ops_free(ts_ops_t *ops)
 {

@@ -644,6 +644,19 @@ test_ops(void)
        "a bare sandbox suffix is no twin");
 
     ts_ops_free(ops);
+
+#define canonical(s)  ts_path_is_canonical((unsigned char *) s, strlen(s))
+
+    ok(canonical("/api/v3/orders/42") && canonical("/") && canonical("/a/")
+       && canonical("/files/a%20b") && canonical("/v1.2/x"),
+       "ordinary paths are canonical");
+    ok(!canonical("/adv/v0/start/../../v1/balance") && !canonical("/a/./b")
+       && !canonical("/a//b") && !canonical("/a/..") && !canonical("/a/%2e%2E")
+       && !canonical("/a%2Fb") && !canonical("/a%5cb") && !canonical("/a\\b")
+       && !canonical("") && !canonical("a/b"),
+       "paths that normalize elsewhere are not canonical");
+
+#undef canonical
 }
 
 
