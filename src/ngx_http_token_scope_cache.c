@@ -260,10 +260,23 @@ ngx_http_token_scope_cache_store(ngx_http_request_t *r, ts_token_t *tok,
     ngx_memcpy(node->digest, digest, TS_SHA256_LEN);
 
     p = node->data;
-    p = ngx_cpymem(p, tok->kid.data, tok->kid.len);
-    p = ngx_cpymem(p, tok->id.data, tok->id.len);
-    p = ngx_cpymem(p, tok->sid.data, tok->sid.len);
-    ngx_memcpy(p, tok->service.data, tok->service.len);
+
+    /* an absent claim has no data pointer, and memcpy() needs one */
+    if (tok->kid.len) {
+        p = ngx_cpymem(p, tok->kid.data, tok->kid.len);
+    }
+
+    if (tok->id.len) {
+        p = ngx_cpymem(p, tok->id.data, tok->id.len);
+    }
+
+    if (tok->sid.len) {
+        p = ngx_cpymem(p, tok->sid.data, tok->sid.len);
+    }
+
+    if (tok->service.len) {
+        ngx_memcpy(p, tok->service.data, tok->service.len);
+    }
 
     ngx_rbtree_insert(&sh->rbtree, rb);
     ngx_queue_insert_head(&sh->lru, &node->queue);

@@ -25,9 +25,12 @@ static ngx_int_t ngx_http_token_scope_client_secret(ngx_http_request_t *r,
     ngx_str_t *secret);
 static ngx_uint_t ngx_http_token_scope_writes(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf);
+static ngx_str_t ngx_http_token_scope_log_str(ngx_http_request_t *r,
+    ts_str_t *s);
 static void ngx_http_token_scope_log(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t *ctx, ngx_uint_t level, const char *what);
 
+static void ngx_http_token_scope_cleanup_sha256(void *data);
 static void *ngx_http_token_scope_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_token_scope_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_token_scope_create_loc_conf(ngx_conf_t *cf);
@@ -701,19 +704,51 @@ ngx_http_token_scope_log(ngx_http_request_t *r,
 {
     static ngx_str_t  unknown = ngx_string("?");
 
-    ngx_str_t  *required;
+    ngx_str_t   *required, kid, id;
 
     required = ngx_http_token_scope_format_required(r, ctx);
 
+    /* an unverified token's kid and id are anybody's bytes, line breaks too */
+    kid = ngx_http_token_scope_log_str(r, &ctx->token.kid);
+    id = ngx_http_token_scope_log_str(r, &ctx->token.id);
+
     ngx_log_error(level, r->connection->log, 0,
                   "token scope: %s, reason \"%s\"%s%s, required \"%V\", "
-                  "kid \"%*s\", token id \"%*s\"",
+                  "kid \"%V\", token id \"%V\"",
                   what, ts_reason_name(ctx->reason),
                   ctx->token.error ? ": " : "",
                   ctx->token.error ? ctx->token.error : "",
                   required ? required : &unknown,
-                  ctx->token.kid.len, ctx->token.kid.data,
-                  ctx->token.id.len, ctx->token.id.data);
+                  &kid, &id);
+}
+
+
+/* URI-escaped: a kid or a UUID is unchanged, anything else is %XX */
+
+static ngx_str_t
+ngx_http_token_scope_log_str(ngx_http_request_t *r, ts_str_t *s)
+{
+    size_t     n;
+    ngx_str_t  v;
+
+    n = ngx_escape_uri(NULL, s->data, s->len, NGX_ESCAPE_URI_COMPONENT);
+
+    if (n == 0) {
+        v.data = s->data;
+        v.len = s->len;
+        return v;
+    }
+
+    v.data = ngx_pnalloc(r->pool, s->len + 2 * n);
+    if (v.data == NULL) {
+        ngx_str_set(&v, "?");
+        return v;
+    }
+
+    ngx_escape_uri(v.data, s->data, s->len, NGX_ESCAPE_URI_COMPONENT);
+    v.len = s->len + 2 * n;
+
+    return v;
 }
 
 
@@ -737,15 +772,34 @@ ngx_http_token_scope_base64url(u_char *dst, size_t *dst_len,
 }
 
 
+static void
+ngx_http_token_scope_cleanup_sha256(void *data)
+{
+    ts_sha256_cleanup();
+}
+
+
 static void *
 ngx_http_token_scope_create_main_conf(ngx_conf_t *cf)
 {
+    ngx_pool_cleanup_t                *cln;
     ngx_http_token_scope_main_conf_t  *tmcf;
 
     tmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_token_scope_main_conf_t));
     if (tmcf == NULL) {
         return NULL;
     }
+
+    /*
+     * the core caches its SHA-256 per process; it goes with the cycle,
+     * before the module is unloaded, and is fetched again when needed
+     */
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_http_token_scope_cleanup_sha256;
 
     ts_categories_init(&tmcf->categories);
 
@@ -838,8 +892,10 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
         conf->required_value = prev->required_value;
         conf->required = prev->required;
         conf->common = prev->common;
+    }
 
-    } else if (conf->names != NULL) {
+    /* http level names come unresolved: that conf is never merged */
+    if (conf->names != NULL) {
         if (ngx_http_token_scope_resolve(cf, conf->names, &conf->required,
                                          &conf->common)
             != NGX_OK)
@@ -854,8 +910,11 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
     if (conf->personal_only_names == NULL) {
         conf->personal_only_names = prev->personal_only_names;
         conf->personal_only = prev->personal_only;
+    }
 
-    } else {
+    if (conf->personal_only_names != NULL) {
+        common = 0;
+
         if (ngx_http_token_scope_resolve(cf, conf->personal_only_names,
                                          &conf->personal_only, &common)
             != NGX_OK)

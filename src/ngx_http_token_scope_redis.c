@@ -144,7 +144,8 @@ ngx_http_token_scope_revoked(ngx_http_request_t *r,
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    stale = ngx_time() - sh->fresh > rcf->max_stale;
+    /* until the first full sync the state is not known: fail closed */
+    stale = !sh->synced || ngx_time() - sh->fresh > rcf->max_stale;
     t = sh->tables[sh->active];
 
     if (id && ts_table_get(t, id, &since)) {
@@ -455,9 +456,6 @@ ngx_http_token_scope_redis_init_zone(ngx_shm_zone_t *zone, void *data)
     }
 
     ngx_memzero(sh, sizeof(ngx_http_token_scope_shm_t));
-
-    /* an empty state is current at start: max_stale counts from here */
-    sh->fresh = ngx_time();
 
     /*
      * two tables, one serving requests while the other is rescanned, each

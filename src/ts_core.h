@@ -267,6 +267,7 @@ size_t ts_categories_format(const ts_categories_t *cats, uint64_t mask,
     char sep, char *buf, size_t size);
 
 int ts_sha256(const unsigned char *data, size_t len, unsigned char *out);
+void ts_sha256_cleanup(void);
 int ts_hex_digest(const char *p, size_t len, unsigned char *out);
 uint64_t ts_table_secret_key(const ts_str_t *service,
     const unsigned char *digest);

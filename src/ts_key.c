@@ -342,7 +342,8 @@ ts_keyset_add_jwks(ts_keyset_t *ks, const unsigned char *json, size_t len,
             goto done;
         }
 
-        p = kid ? (const unsigned char *) json_string_value(kid) : NULL;
+        p = kid ? (const unsigned char *) json_string_value(kid)
+                : (const unsigned char *) "";
 
         key = ts_keyset_push(ks, (const char *) p,
                              kid ? json_string_length(kid) : 0, err, errlen);

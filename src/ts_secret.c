@@ -39,18 +39,27 @@ ts_sha256(const unsigned char *data, size_t len, unsigned char *out)
  * implicit fetch behind EVP_sha256() costs more than hashing a token.
  */
 
+static EVP_MD      *ts_sha256_md;
+static EVP_MD_CTX  *ts_sha256_ctx;
+
+
 int
 ts_sha256_pair(const unsigned char *a, size_t alen, const unsigned char *b,
     size_t blen, unsigned char *out)
 {
-    static EVP_MD      *md;
-    static EVP_MD_CTX  *ctx;
+    EVP_MD      *md;
+    EVP_MD_CTX  *ctx;
+
+    md = ts_sha256_md;
+    ctx = ts_sha256_ctx;
 
     if (md == NULL) {
         md = EVP_MD_fetch(NULL, "SHA256", NULL);
         if (md == NULL) {
             return -1;
         }
+
+        ts_sha256_md = md;
     }
 
     if (ctx == NULL) {
@@ -58,6 +67,8 @@ ts_sha256_pair(const unsigned char *a, size_t alen, const unsigned char *b,
         if (ctx == NULL) {
             return -1;
         }
+
+        ts_sha256_ctx = ctx;
     }
 
     if (EVP_DigestInit_ex(ctx, md, NULL) != 1
@@ -69,6 +80,19 @@ ts_sha256_pair(const unsigned char *a, size_t alen, const unsigned char *b,
     }
 
     return 0;
+}
+
+
+/* the next ts_sha256_pair() fetches again */
+
+void
+ts_sha256_cleanup(void)
+{
+    EVP_MD_CTX_free(ts_sha256_ctx);
+    EVP_MD_free(ts_sha256_md);
+
+    ts_sha256_ctx = NULL;
+    ts_sha256_md = NULL;
 }
 
 
@@ -169,6 +193,10 @@ ts_secrets_load(ts_secrets_t *secrets, const unsigned char *text,
         p = eol + 1;
     }
 
+    if (secrets->n == 0) {
+        return 0;
+    }
+
     qsort(secrets->services, secrets->n, sizeof(ts_service_t),
           ts_service_cmp);
 
@@ -233,7 +261,9 @@ ts_secrets_match(const ts_secrets_t *secrets, const ts_str_t *service,
     ts_service_t         key;
     const ts_service_t  *s;
 
-    if (digest == NULL || service->len > TS_SERVICE_ID_MAX) {
+    if (digest == NULL || service->len > TS_SERVICE_ID_MAX
+        || secrets->n == 0)
+    {
         return 0;
     }
 

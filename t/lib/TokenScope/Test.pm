@@ -7,7 +7,13 @@ package TokenScope::Test;
 # (or crafted and signed here with the openssl command line for attacks
 # that scripts/token cannot express), and the checks every test ends with:
 # no [alert]/[crit]/[emerg] or sanitizer line in the logs, and no token
-# signature in any log file.
+# signature or client secret in any log file.
+#
+# For mk/hardening.mk: TEST_NGINX_MODULE loads another build of the module,
+# TEST_NGINX_PRELOAD is put in LD_PRELOAD of every nginx command (the ASan
+# runtime, for Debian's uninstrumented nginx), TEST_NGINX_VALGRIND=1 runs
+# nginx under valgrind and fails on its errors and on definite leaks from
+# the module.
 
 use strict;
 use warnings;
@@ -35,6 +41,12 @@ my $NGINX  = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
 my $MODULE = $ENV{TEST_NGINX_MODULE}
     || "$ROOT/build/ngx_http_token_scope_module.so";
 my $TOKEN  = $ENV{TEST_TOKEN_SCRIPT} || "$ROOT/scripts/token";
+
+my $PRELOAD  = $ENV{TEST_NGINX_PRELOAD};
+my $VALGRIND = $ENV{TEST_NGINX_VALGRIND};
+
+# how much longer nginx takes to start and stop under the tools
+my $SLOW = $VALGRIND ? 20 : $PRELOAD ? 4 : 1;
 
 # the fields every error answer carries (SPEC section 6)
 my @FIELDS = qw(title detail code requestId origin status statusText
@@ -71,6 +83,7 @@ sub new {
         ports      => {},
         keys       => {},
         signatures => [],
+        secrets    => [],
         pid        => undef,
     }, $class;
 }
@@ -231,9 +244,24 @@ sub _nginx_cmd {
     my ($self, @extra) = @_;
 
     my $dir = $self->{dir};
+    my @env = $PRELOAD ? ('/usr/bin/env', "LD_PRELOAD=$PRELOAD") : ();
 
-    return [ $NGINX, '-p', "$dir/", '-c', "$dir/nginx.conf",
+    return [ @env, $NGINX, '-p', "$dir/", '-c', "$dir/nginx.conf",
              '-e', "$dir/error.log", @extra ];
+}
+
+
+# valgrind for the nginx that serves: a log per process, the workers too
+
+sub _valgrind_cmd {
+    my ($self) = @_;
+
+    return () unless $VALGRIND;
+
+    return ('valgrind', '--quiet', '--leak-check=full',
+            '--show-leak-kinds=definite', '--errors-for-leak-kinds=definite',
+            '--num-callers=40', '--error-exitcode=3', '--keep-debuginfo=yes',
+            "--log-file=$self->{dir}/valgrind.%p.log");
 }
 
 
@@ -255,6 +283,8 @@ sub run {
 
     my $dir = $self->{dir};
     my $cmd = $self->_nginx_cmd();
+
+    unshift @$cmd, $self->_valgrind_cmd();
 
     my $pid = fork();
     die "fork: $!\n" unless defined $pid;
@@ -279,7 +309,7 @@ sub run {
 sub _wait_port {
     my ($self, $port) = @_;
 
-    for (1 .. 100) {
+    for (1 .. 100 * $SLOW) {
         my $s = IO::Socket::INET->new(
             PeerAddr => '127.0.0.1',
             PeerPort => $port,
@@ -313,7 +343,7 @@ sub stop {
     for my $sig (qw(QUIT TERM KILL)) {
         kill $sig, $pid;
 
-        for (1 .. 100) {
+        for (1 .. 100 * $SLOW) {
             if (waitpid($pid, WNOHANG) == $pid) {
                 $self->{pid} = undef;
                 return $self;
@@ -394,6 +424,18 @@ sub remember {
         if @seg >= 3 && length $seg[2] >= 16;
 
     return $token;
+}
+
+
+# a client secret (X-Client-Secret) is looked for in the logs the same way;
+# request() remembers every one it sends
+
+sub remember_secret {
+    my ($self, $secret) = @_;
+
+    push @{ $self->{secrets} }, $secret if length $secret >= 8;
+
+    return $secret;
 }
 
 
@@ -591,6 +633,7 @@ sub request {
         } elsif ($k eq 'body') {
             $body = $v;
         } else {
+            $self->remember_secret($v) if lc $k eq 'x-client-secret';
             push @headers, $k, $v;
         }
     }
@@ -766,7 +809,65 @@ sub done_testing {
                    'no token signature appears in any log file')
         or Test::More::diag(join "\n", @leaks[0 .. ($#leaks > 4 ? 4 : $#leaks)]);
 
+    @leaks = ();
+
+    # and every request header, X-Client-Secret too
+    my @secrets = $ENV{TEST_NGINX_DEBUG} ? () : @{ $self->{secrets} };
+
+    find({ no_chdir => 1, wanted => sub {
+        return unless -f $_ && /log$/;
+        my $content = $self->read_file($_);
+        for my $secret (@secrets) {
+            push @leaks, "$_: ..." . substr($secret, -6)
+                if index($content, $secret) >= 0;
+        }
+    } }, $self->{dir});
+
+    Test::More::is(scalar @leaks, 0,
+                   'no client secret appears in any log file')
+        or Test::More::diag(join "\n", grep { defined } @leaks[0 .. 4]);
+
+    $self->_valgrind_check() if $VALGRIND;
+
     Test::More::done_testing();
+}
+
+
+# valgrind's reports: any error but a leak fails, and so does a definite
+# leak allocated by the module (nginx's own pools are freed at exit)
+
+sub _valgrind_check {
+    my ($self) = @_;
+
+    my (@errors, @leaks);
+
+    for my $file (sort glob "$self->{dir}/valgrind.*.log") {
+        my $log = $self->read_file($file);
+
+        # one report: the lines of a process between two bare prefixes
+        for my $report (split /^==\d+==\s*$/m, $log) {
+            next unless $report =~ /^==\d+== (\S.*)$/m;
+
+            my $what = $1;
+
+            if ($what =~ /definitely lost/) {
+                push @leaks, $report
+                    if $report =~ /ngx_http_token_scope|\bts_\w+ \(/;
+
+            } elsif ($what !~ /^Warning:/
+                     && $report =~ /^==\d+==    (?:at|by) /m)
+            {
+                push @errors, $report;
+            }
+        }
+    }
+
+    Test::More::is(scalar @errors, 0, 'valgrind reports no memory errors')
+        or Test::More::diag(join "\n", grep { defined } @errors[0 .. 2]);
+
+    Test::More::is(scalar @leaks, 0,
+                   'valgrind reports no definite leak from the module')
+        or Test::More::diag(join "\n", grep { defined } @leaks[0 .. 2]);
 }
 
 

@@ -5,7 +5,7 @@
  * operations) and with synthetic catalogues of 300 and 30,000 operations,
  * for a mix of matching, -sandbox twin and non-matching requests.
  *
- *     cc -O2 -Isrc -o build/ops_bench src/ts_ops.c scripts/bench/ops_bench.c
+ *     cc -O2 -Isrc -o build/ops_bench src/ts_ops.c scripts/bench-operations.c
  *     build/ops_bench conf.d/wb-operations.conf [LOOKUPS]
  *
  * Used by scripts/bench-operations.  Needs only libc.

@@ -1,0 +1,352 @@
+#!/usr/bin/perl
+
+# Revocation backed by a real Redis (SPEC section 9): tokens and sellers
+# revoked and unrevoked with scripts/revoke reach every worker; a seller's
+# tokens issued before the revocation time are refused, the issue time
+# taken from iat, else the UUIDv7 id, else exp - lifetime; a change written
+# without PUBLISH applies after a reload (full resync); "nginx -s reload"
+# keeps revocation working; token_scope_revocation off ignores it.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use JSON::PP;
+use MIME::Base64 qw(decode_base64url);
+use Test::More;
+use Time::HiRes qw(time);
+use TokenScope::Test qw(verdict);
+use TokenScope::Redis qw(wait_for globals uuid7 redis_state_lines reload);
+
+TokenScope::Redis::check_installed();
+
+my $t = TokenScope::Test->new();
+my $redis = TokenScope::Redis->new($t);
+
+$t->keygen('ES256', 'e1');
+
+my $conf = globals(workers => 2) . <<'EOF';
+
+http {
+    %%TEST_GLOBALS_HTTP%%
+
+    token_scope_key_file %%KEYS%%/e1.pem kid=e1;
+    token_scope_redis 127.0.0.1:%%REDIS%% timeout=200ms max_stale=2s;
+
+    server {
+        # reuseport: the kernel spreads the connections over both workers
+        listen 127.0.0.1:%%PORT_8080%% reuseport;
+        server_name localhost;
+
+        add_header X-Worker $pid always;
+        add_header X-TS-Reason $token_scope_reason always;
+
+        location / {
+            token_scope marketplace;
+            proxy_pass http://127.0.0.1:%%PORT_8081%%;
+        }
+
+        location /allow {
+            token_scope marketplace;
+            token_scope_redis_down allow;
+            proxy_pass http://127.0.0.1:%%PORT_8081%%;
+        }
+
+        location /norevoke {
+            token_scope marketplace;
+            token_scope_revocation off;
+            proxy_pass http://127.0.0.1:%%PORT_8081%%;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_8081%%;
+        server_name backend;
+
+        location / {
+            return 200 "backend ok\n";
+        }
+    }
+}
+EOF
+
+$conf =~ s/%%REDIS%%/$redis->port/ge;
+$t->write_config($conf);
+
+$redis->start();
+$t->run();
+
+ok(wait_for(sub { $t->read_file('error.log') =~ /redis.*synced/i }, 5),
+   'the node connects and syncs at start')
+    or diag($t->read_file('error.log'));
+
+
+sub claims {
+    my ($token) = @_;
+    return JSON::PP->new->decode(decode_base64url((split /\./, $token)[1]));
+}
+
+sub id_of { claims($_[0])->{id} }
+
+sub call {
+    my ($path, $token) = @_;
+    return $t->get($path, Authorization => "Bearer $token");
+}
+
+sub v { verdict(call(@_)) }
+
+# the verdicts of N connections (spread over the workers by reuseport) and
+# how many workers answered
+
+sub every_worker {
+    my ($path, $token, $n) = @_;
+
+    my (%verdicts, %workers);
+
+    for (1 .. $n // 16) {
+        my $r = call($path, $token);
+        $verdicts{ verdict($r) }++;
+        $workers{ $r->{headers}{'x-worker'} // '?' }++;
+    }
+
+    return (join(', ', sort keys %verdicts), scalar keys %workers);
+}
+
+# seconds until PATH answers EXPECT on every worker, or undef
+
+sub until_everywhere {
+    my ($path, $token, $expect, $limit) = @_;
+
+    my $start = time();
+
+    wait_for(sub { v($path, $token) eq $expect }, $limit // 2) or return;
+
+    my ($all) = every_worker($path, $token, 16);
+    return $all eq $expect ? time() - $start : undef;
+}
+
+my @mp = ('--categories', 'marketplace');
+
+
+# revoke and unrevoke by token id
+
+my $ta = $t->mint('e1', @mp);
+my $taid = id_of($ta);
+
+is(v('/', $ta), '200', 'a valid token passes');
+
+my ($all, $workers) = every_worker('/', $ta, 16);
+is($workers, 2, 'both workers answer the test connections');
+
+like($redis->revoke($taid), qr/^\Q$taid\E: revoked; [1-9]\d* subscriber/m,
+     'scripts/revoke: revoked, the node subscribed');
+
+my $took = until_everywhere('/', $ta, '401 revoked', 2);
+ok(defined $took, 'a revoked token is refused on every worker');
+cmp_ok($took // 9, '<', 1, 'within a second of the PUBLISH');
+
+my $r = call('/', $ta);
+is($r->{json}{detail}, 'token withdrawn', 'detail "token withdrawn"');
+is($r->{headers}{'x-ts-reason'}, 'revoked', '$token_scope_reason revoked');
+like($r->{headers}{'www-authenticate'} // '', qr/invalid_token/,
+     'WWW-Authenticate invalid_token');
+
+is(v('/allow', $ta), '401 revoked', 'refused where redis_down is allow');
+is(v('/norevoke', $ta), '200', 'token_scope_revocation off ignores it');
+
+like($redis->revoke($taid), qr/already revoked/, 'revoking twice says so');
+
+like($redis->unrevoke($taid), qr/^\Q$taid\E: unrevoked/m, 'scripts/unrevoke');
+ok(defined until_everywhere('/', $ta, '200', 2),
+   'an unrevoked token passes again on every worker');
+
+# a token passed instead of its id, on the command line and on stdin
+
+my $tb = $t->mint('e1', @mp);
+my $tbid = id_of($tb);
+
+like($redis->revoke($tb), qr/^\Q$tbid\E: revoked/m,
+     'scripts/revoke TOKEN revokes its id');
+ok(defined until_everywhere('/', $tb, '401 revoked', 2), 'refused');
+
+my $tc = $t->mint('e1', @mp);
+my $tcid = id_of($tc);
+my $list = $t->write_file('ids.txt', "$tc\n# a comment\n\n");
+
+my ($rc, $out, $err) = $t->run_cmd(
+    [ "$TokenScope::Test::ROOT/scripts/revoke", '--redis', $redis->address,
+      '-' ], stdin => $list);
+is($rc, 0, 'scripts/revoke - reads tokens from stdin') or diag($out . $err);
+ok(defined until_everywhere('/', $tc, '401 revoked', 2), 'refused');
+
+($rc, $out) = $redis->script('unrevoke', $tc);
+is($rc, 0, 'scripts/unrevoke TOKEN');
+ok(defined until_everywhere('/', $tc, '200', 2), 'passes again');
+
+# the script through its other names
+
+($rc, $out, $err) = $t->run_cmd(
+    [ "$TokenScope::Test::ROOT/scripts/unrevoke", '--redis', $redis->address,
+      $tbid ]);
+like($out, qr/^\Q$tbid\E: unrevoked/m, 'scripts/unrevoke (the symlink)');
+ok(defined until_everywhere('/', $tb, '200', 2), 'passes again');
+
+is($redis->cli('SCARD', 'token_scope:revoked'), '0', 'the set is empty');
+
+
+# seller revocation: tokens of the seller issued strictly before T
+
+my $sid = '6a1e0c52-5b7e-4d7a-9d2b-00000000a001';
+my $other = '6a1e0c52-5b7e-4d7a-9d2b-00000000a002';
+my $now = int time();
+my $T = $now - 1000;
+my $lifetime = 180 * 86400;
+
+my %tok = (
+    iat_before   => [ 1, "iat=" . ($T - 1) ],
+    iat_at       => [ 0, "iat=$T" ],
+    iat_after    => [ 0, "iat=" . ($now - 5) ],
+    iat_wins     => [ 0, "iat=" . ($now - 5),
+                      'id="' . uuid7(($T - 10) * 1000) . '"' ],
+    v7_before    => [ 1, 'iat=null', 'id="' . uuid7(($T - 10) * 1000) . '"' ],
+    v7_after     => [ 0, 'iat=null', 'id="' . uuid7(($T + 10) * 1000) . '"' ],
+    exp_before   => [ 1, 'iat=null', 'id="' . TokenScope::Test::uuid() . '"',
+                      'exp=' . ($T + $lifetime - 100) ],
+    exp_after    => [ 0, 'iat=null', 'id="' . TokenScope::Test::uuid() . '"',
+                      'exp=' . ($T + $lifetime + 100) ],
+    plain_id     => [ 1, 'iat=null', 'id="not-a-uuid"',
+                      'exp=' . ($now + 3600) ],
+);
+
+for my $name (keys %tok) {
+    my ($revoked, @claims) = @{ $tok{$name} };
+    $tok{$name} = [ $revoked, $t->mint('e1', @mp, '--claim', "sid=\"$sid\"",
+                                       map { ('--claim', $_) } @claims) ];
+}
+
+my $stranger = $t->mint('e1', @mp, '--claim', "sid=\"$other\"",
+                        '--claim', 'iat=' . ($T - 1));
+
+for my $name (sort keys %tok) {
+    is(v('/', $tok{$name}[1]), '200', "seller token $name passes before");
+}
+
+($rc, $out) = $redis->script('revoke-seller', $sid, $T);
+is($rc, 0, 'scripts/revoke-seller SID TIME') or diag($out);
+like($out, qr/^seller \Q$sid\E: tokens issued before $T /m, 'says so');
+
+ok(wait_for(sub { v('/', $tok{iat_before}[1]) eq '401 revoked' }, 2),
+   'the seller revocation arrives');
+
+for my $name (sort keys %tok) {
+    my $expect = $tok{$name}[0] ? '401 revoked' : '200';
+    my ($all) = every_worker('/', $tok{$name}[1], 8);
+    is($all, $expect, "seller token $name: $expect on every worker");
+}
+
+is(v('/', $stranger), '200', "another seller's token passes");
+is(v('/norevoke', $tok{iat_before}[1]), '200', 'revocation off ignores it');
+
+is($redis->cli('HGET', 'token_scope:revoked:sellers', $sid), $T,
+   'the hash holds sid -> time');
+
+($rc, $out) = $redis->script('unrevoke-seller', $sid);
+is($rc, 0, 'scripts/unrevoke-seller SID') or diag($out);
+ok(defined until_everywhere('/', $tok{iat_before}[1], '200', 2),
+   'the seller\'s tokens pass again');
+is(v('/', $tok{v7_before}[1]), '200', 'the UUIDv7 one too');
+
+# revoke-seller with a token instead of the sid, time defaults to now
+
+my $recent = $t->mint('e1', @mp, '--claim', 'iat=' . ($now - 5));
+
+($rc, $out, $err) = $t->run_cmd(
+    [ "$TokenScope::Test::ROOT/scripts/revoke-seller", '--redis',
+      $redis->address, $recent ]);
+is($rc, 0, 'scripts/revoke-seller TOKEN (now)') or diag($out . $err);
+ok(defined until_everywhere('/', $recent, '401 revoked', 2),
+   'the token\'s seller is revoked');
+
+my $newer = $t->mint('e1', @mp, '--claim',
+                     'sid="' . claims($recent)->{sid} . '"',
+                     '--claim', 'iat=' . (int(time()) + 1),
+                     '--exp-in', 7200);
+sleep 2;
+is(v('/', $newer), '200', 'a token of that seller issued after passes');
+
+($rc, $out) = $redis->script('unrevoke-seller', $recent);
+is($rc, 0, 'scripts/unrevoke-seller TOKEN') or diag($out);
+ok(defined until_everywhere('/', $recent, '200', 2), 'passes again');
+
+
+# written without PUBLISH: applies after a reload (full resync)
+
+my $td = $t->mint('e1', @mp);
+my $te = $t->mint('e1', @mp);
+
+$redis->revoke(id_of($td));
+ok(defined until_everywhere('/', $td, '401 revoked', 2), 'd revoked');
+
+is($redis->cli('SADD', 'token_scope:revoked', id_of($te)), '1',
+   'raw SADD without PUBLISH');
+
+my $synced = () = $t->read_file('error.log') =~ /redis.*synced/gi;
+
+reload($t);
+
+ok(wait_for(sub {
+       my $n = () = $t->read_file('error.log') =~ /redis.*synced/gi;
+       $n > $synced
+   }, 5), 'the node syncs again after the reload');
+
+ok(defined until_everywhere('/', $te, '401 revoked', 3),
+   'the id written without PUBLISH is refused after the reload');
+
+($all) = every_worker('/', $td, 16);
+is($all, '401 revoked', 'the earlier revocation still holds after reload');
+
+# the new workers' subscription works
+
+my $tf = $t->mint('e1', @mp);
+is(v('/', $tf), '200', 'a fresh token passes after the reload');
+$redis->revoke(id_of($tf));
+$took = until_everywhere('/', $tf, '401 revoked', 2);
+ok(defined $took, 'a revocation after the reload reaches every worker');
+cmp_ok($took // 9, '<', 1, 'within a second');
+
+$redis->unrevoke(id_of($tf));
+ok(defined until_everywhere('/', $tf, '200', 2), 'and the unrevocation');
+
+
+# a removal written without PUBLISH applies after a reload too
+
+is($redis->cli('SREM', 'token_scope:revoked', id_of($te)), '1',
+   'raw SREM without PUBLISH');
+
+reload($t);
+
+ok(defined until_everywhere('/', $te, '200', 3),
+   'the id removed without PUBLISH passes after the reload');
+
+
+# the log: state changes once, nothing per request
+
+my @before = redis_state_lines($t);
+
+for (1 .. 30) {
+    call('/', $td);
+    call('/', $ta);
+}
+
+my @after = redis_state_lines($t);
+is(scalar @after, scalar @before, 'no Redis lines per request');
+
+cmp_ok(scalar @after, '<', 30, 'few Redis lines in all')
+    or diag(join "\n", @after);
+
+$t->stop();
+$redis->stop();
+
+$t->done_testing();

@@ -1,0 +1,327 @@
+#!/usr/bin/perl
+
+# Revocation when Redis fails (SPEC section 9): Redis absent at nginx
+# start, killed and restarted, stopped with SIGSTOP. Requests never wait
+# on Redis; the last known state is used until it is older than max_stale,
+# then token_scope_redis_down decides (deny: 401 redis_unavailable, allow:
+# pass); changes written during an outage apply after the reconnect; the
+# log tells each state change once, not per request.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use JSON::PP;
+use MIME::Base64 qw(decode_base64url);
+use Test::More;
+use Time::HiRes qw(sleep time);
+use TokenScope::Test qw(verdict);
+use TokenScope::Redis qw(wait_for globals redis_state_lines);
+
+TokenScope::Redis::check_installed();
+
+my $t = TokenScope::Test->new();
+my $redis = TokenScope::Redis->new($t);
+
+$t->keygen('ES256', 'e1');
+
+my $MAX_STALE = 2;
+
+my $conf = globals(workers => 2) . <<'EOF';
+
+http {
+    %%TEST_GLOBALS_HTTP%%
+
+    token_scope_key_file %%KEYS%%/e1.pem kid=e1;
+    token_scope_redis 127.0.0.1:%%REDIS%% timeout=200ms max_stale=2s;
+
+    server {
+        listen 127.0.0.1:%%PORT_8080%% reuseport;
+        server_name localhost;
+
+        add_header X-Worker $pid always;
+        add_header X-TS-Reason $token_scope_reason always;
+
+        location / {
+            token_scope marketplace;
+            proxy_pass http://127.0.0.1:%%PORT_8081%%;
+        }
+
+        location /allow {
+            token_scope marketplace;
+            token_scope_redis_down allow;
+            proxy_pass http://127.0.0.1:%%PORT_8081%%;
+        }
+
+        location /norevoke {
+            token_scope marketplace;
+            token_scope_revocation off;
+            proxy_pass http://127.0.0.1:%%PORT_8081%%;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_8081%%;
+        server_name backend;
+
+        location / {
+            return 200 "backend ok\n";
+        }
+    }
+}
+EOF
+
+$conf =~ s/%%REDIS%%/$redis->port/ge;
+$t->write_config($conf);
+
+
+sub id_of {
+    my ($token) = @_;
+    return JSON::PP->new->decode(decode_base64url((split /\./, $token)[1]))
+        ->{id};
+}
+
+# (verdict, seconds) of one request
+
+sub timed {
+    my ($path, $token) = @_;
+
+    my $start = time();
+    my $r = $t->get($path, Authorization => "Bearer $token");
+
+    return (verdict($r), time() - $start);
+}
+
+sub v { (timed(@_))[0] }
+
+# N requests to PATH: (the verdicts seen, the slowest in seconds)
+
+sub burst {
+    my ($path, $token, $n) = @_;
+
+    my (%seen, $max);
+    $max = 0;
+
+    for (1 .. $n) {
+        my ($v, $s) = timed($path, $token);
+        $seen{$v}++;
+        $max = $s if $s > $max;
+    }
+
+    return (join(', ', sort keys %seen), $max);
+}
+
+sub log_count {
+    my ($re) = @_;
+    my $n = () = $t->read_file('error.log') =~ /$re/g;
+    return $n;
+}
+
+my @mp = ('--categories', 'marketplace');
+
+my $ok = $t->mint('e1', @mp);
+my $gone = $t->mint('e1', @mp);
+
+
+# Redis absent when nginx starts: requests are answered at once
+
+my $started = time();
+$t->run();
+
+my ($v, $s) = timed('/', $ok);
+like($v, qr/^(200|401 redis_unavailable)$/,
+     "Redis absent at start: the request is answered ($v)");
+cmp_ok($s, '<', 0.2, 'promptly');
+
+is(v('/norevoke', $ok), '200', 'revocation off passes');
+
+ok(wait_for(sub { v('/', $ok) eq '401 redis_unavailable' }, $MAX_STALE + 2),
+   'deny: 401 redis_unavailable once max_stale has passed');
+
+my $r = $t->get('/', Authorization => "Bearer $ok");
+is($r->{json}{detail}, 'token problem; revocation state unavailable',
+   'the detail');
+is($r->{headers}{'x-ts-reason'}, 'redis_unavailable', '$token_scope_reason');
+
+my ($all, $max) = burst('/', $ok, 20);
+is($all, '401 redis_unavailable', 'deny: on every request');
+cmp_ok($max, '<', 0.2, 'each answered promptly');
+
+($all, $max) = burst('/allow', $ok, 20);
+is($all, '200', 'allow: the request passes');
+cmp_ok($max, '<', 0.2, 'promptly');
+
+is(v('/norevoke', $ok), '200', 'revocation off passes');
+
+my @before = redis_state_lines($t);
+burst('/', $ok, 30);
+burst('/allow', $ok, 30);
+my @after = redis_state_lines($t);
+cmp_ok(scalar @after - scalar @before, '<=', 1,
+       'no Redis log line per request while Redis is absent')
+    or diag(join "\n", @after[scalar @before .. $#after]);
+
+
+# Redis comes up: the node connects and the requests pass
+
+$redis->start();
+
+ok(wait_for(sub { v('/', $ok) eq '200' }, 7),
+   'Redis started: the node connects and requests pass');
+like($t->read_file('error.log'), qr/redis.*connected/i, 'logged: connected');
+like($t->read_file('error.log'), qr/redis.*synced/i, 'logged: synced');
+
+$redis->revoke(id_of($gone));
+ok(wait_for(sub { v('/', $gone) eq '401 revoked' }, 2), 'revocation works');
+
+
+# Redis killed: the last known state serves until max_stale
+
+my $fresh = $t->mint('e1', @mp);
+my $late = $t->mint('e1', @mp);
+my $undone = $t->mint('e1', @mp);
+
+$redis->revoke(id_of($undone));
+ok(wait_for(sub { v('/', $undone) eq '401 revoked' }, 2), 'one more revoked');
+
+$redis->kill9();
+my $killed = time();
+
+($all, $max) = burst('/', $ok, 10);
+is($all, '200', 'Redis killed: valid tokens still pass');
+cmp_ok($max, '<', 0.2, 'promptly');
+
+($all, $max) = burst('/', $gone, 10);
+is($all, '401 revoked', 'revoked tokens are still refused');
+cmp_ok($max, '<', 0.2, 'promptly');
+
+cmp_ok(time() - $killed, '<', $MAX_STALE, '(all that within max_stale)');
+
+# restarted with no data, reachable over its unix socket only: what is
+# written now, without PUBLISH, is what the node must find on reconnect
+
+$redis->start(hidden => 1);
+
+$redis->cli_socket('SADD', 'token_scope:revoked', id_of($gone),
+                   id_of($late));
+
+($all) = burst('/', $late, 5);
+is($all, '200', 'not known before the reconnect') if time() - $killed < 1.5;
+
+$redis->expose();
+
+ok(wait_for(sub { v('/', $late) eq '401 revoked' }, 7),
+   'a revocation written during the outage applies after the reconnect');
+is(v('/', $gone), '401 revoked', 'the one rewritten is still refused');
+is(v('/', $undone), '200',
+   'an id missing from the restarted Redis passes (Redis is the truth)');
+is(v('/', $ok), '200', 'valid tokens pass');
+
+$redis->revoke(id_of($fresh));
+ok(wait_for(sub { v('/', $fresh) eq '401 revoked' }, 2),
+   'pub/sub works after the reconnect');
+
+
+# stale state both ways: Redis killed for longer than max_stale
+
+$redis->kill9();
+$killed = time();
+
+is(v('/', $ok), '200', 'killed again: passes within max_stale');
+
+ok(wait_for(sub { v('/', $ok) eq '401 redis_unavailable' }, $MAX_STALE + 2),
+   'deny: 401 redis_unavailable after max_stale');
+cmp_ok(time() - $killed, '>=', $MAX_STALE - 0.5, 'not before max_stale');
+
+($all, $max) = burst('/allow', $ok, 10);
+is($all, '200', 'allow: valid tokens pass');
+cmp_ok($max, '<', 0.2, 'promptly');
+
+is(v('/allow', $gone), '401 revoked',
+   'allow: a token known to be revoked is still refused');
+is(v('/norevoke', $gone), '200', 'revocation off passes');
+
+@before = redis_state_lines($t);
+burst('/', $ok, 30);
+burst('/allow', $ok, 30);
+@after = redis_state_lines($t);
+cmp_ok(scalar @after - scalar @before, '<=', 1,
+       'no Redis log line per request while Redis is down')
+    or diag(join "\n", @after[scalar @before .. $#after]);
+
+$redis->start(hidden => 1);
+$redis->cli_socket('SADD', 'token_scope:revoked', id_of($gone));
+$redis->expose();
+
+ok(wait_for(sub { v('/', $ok) eq '200' }, 7),
+   'Redis back: the deny location passes again');
+is(v('/', $gone), '401 revoked', 'and refuses the revoked token');
+
+
+# Redis stopped (SIGSTOP): the sockets stay open, nothing answers
+
+my $stopped_tok = $t->mint('e1', @mp);
+
+$redis->pause();
+my $paused = time();
+
+my @slow;
+
+for (1 .. 10) {
+    for my $case ([ '/', $ok, '200' ], [ '/', $gone, '401 revoked' ]) {
+        my ($v, $s) = timed($case->[0], $case->[1]);
+        push @slow, "$case->[0] $v ${s}s" if $v ne $case->[2] || $s > 0.2;
+    }
+    sleep 0.05;
+}
+
+is(scalar @slow, 0, 'Redis stopped: requests answered as before, promptly')
+    or diag(join "\n", @slow);
+cmp_ok(time() - $paused, '<', $MAX_STALE, '(within max_stale)');
+
+ok(wait_for(sub { v('/', $ok) eq '401 redis_unavailable' }, $MAX_STALE + 3),
+   'a stopped Redis makes the state stale: deny after max_stale');
+
+($all, $max) = burst('/allow', $ok, 10);
+is($all, '200', 'allow: passes');
+cmp_ok($max, '<', 0.2, 'promptly');
+
+($all, $max) = burst('/', $ok, 10);
+is($all, '401 redis_unavailable', 'deny: refuses');
+cmp_ok($max, '<', 0.2, 'promptly');
+
+$redis->resume();
+
+ok(wait_for(sub { v('/', $ok) eq '200' }, 7),
+   'Redis continued: requests pass again');
+
+$redis->revoke(id_of($stopped_tok));
+ok(wait_for(sub { v('/', $stopped_tok) eq '401 revoked' }, 2),
+   'and revocation works');
+
+
+# the log: each state change told once
+
+my $log = $t->read_file('error.log');
+
+# an outage: "disconnected", or the failure that ended the connection
+my $lost = qr/redis[^\n]*(?:disconnected|failed|timed out|lost)/i;
+
+my $outages = log_count($lost);
+cmp_ok($outages, '>=', 4, "the four outages are logged ($outages lines)");
+cmp_ok($outages, '<=', 8, 'once each, not on every retry');
+
+my @lines = redis_state_lines($t);
+cmp_ok(scalar @lines, '<', 60, 'few Redis lines in all')
+    or diag(join "\n", @lines);
+
+my @req = grep { /client:/ } redis_state_lines($t);
+is(scalar @req, 0, 'no Redis lines in a request\'s context')
+    or diag(join "\n", @req[0 .. ($#req > 4 ? 4 : $#req)]);
+
+$t->stop();
+$redis->stop();
+
+$t->done_testing();

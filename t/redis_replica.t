@@ -1,0 +1,218 @@
+#!/usr/bin/perl
+
+# Scale-out on loopback (SPEC section 9): a Redis primary and a replica,
+# two nginx instances, one reading each. A revocation written to the
+# primary with scripts/revoke is enforced by the instance that reads the
+# replica (PUBLISH on the primary reaches subscribers on the replica); a
+# write without PUBLISH reaches it through replication and a resync.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use JSON::PP;
+use MIME::Base64 qw(decode_base64url);
+use Test::More;
+use Time::HiRes qw(sleep time);
+use TokenScope::Test qw(verdict);
+use TokenScope::Redis qw(wait_for globals redis_state_lines reload);
+
+TokenScope::Redis::check_installed();
+
+my $near = TokenScope::Test->new();     # reads the primary
+my $far = TokenScope::Test->new();      # reads the replica
+
+$near->keygen('ES256', 'e1');
+
+my $primary = TokenScope::Redis->new($near, name => 'primary');
+my $replica = TokenScope::Redis->new($near, name => 'replica',
+                                     replicaof => $primary);
+
+
+my $conf = globals(workers => 2) . <<'EOF';
+
+http {
+    %%TEST_GLOBALS_HTTP%%
+
+    token_scope_key_file %%KEYDIR%%/e1.pem kid=e1;
+    token_scope_redis 127.0.0.1:%%REDIS%% timeout=200ms max_stale=2s;
+
+    server {
+        listen 127.0.0.1:%%PORT_8080%% reuseport;
+        server_name localhost;
+
+        add_header X-Worker $pid always;
+
+        location / {
+            token_scope marketplace;
+            proxy_pass http://127.0.0.1:%%PORT_8081%%;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_8081%%;
+        server_name backend;
+
+        location / {
+            return 200 "backend ok\n";
+        }
+    }
+}
+EOF
+
+for my $pair ([ $near, $primary ], [ $far, $replica ]) {
+    my ($t, $r) = @$pair;
+    (my $c = $conf) =~ s/%%REDIS%%/$r->port/ge;
+    $c =~ s/%%KEYDIR%%/$near->keydir/ge;
+    $t->write_config($c);
+}
+
+# each instance picks its free ports on its own: they must all differ
+my %ports;
+$ports{$_}++ for $primary->port, $replica->port,
+                 map { $_->port('8080'), $_->port('8081') } $near, $far;
+die "two servers would share a port, run again\n" if keys %ports != 6;
+
+$primary->start();
+$replica->start();
+
+ok(wait_for(sub { $replica->cli('INFO', 'replication')
+                  =~ /master_link_status:up/ }, 10),
+   'the replica follows the primary');
+
+$near->run();
+$far->run();
+
+for my $t ($near, $far) {
+    ok(wait_for(sub { $t->read_file('error.log') =~ /redis.*synced/i }, 5),
+       'instance ' . ($t == $near ? 'near (primary)' : 'far (replica)')
+       . ' synced')
+        or diag($t->read_file('error.log'));
+}
+
+
+sub id_of {
+    my ($token) = @_;
+    return JSON::PP->new->decode(decode_base64url((split /\./, $token)[1]))
+        ->{id};
+}
+
+sub v {
+    my ($t, $token) = @_;
+    return verdict($t->get('/', Authorization => "Bearer $token"));
+}
+
+sub everywhere {
+    my ($t, $token, $expect) = @_;
+
+    for (1 .. 16) {
+        return 0 if v($t, $token) ne $expect;
+    }
+
+    return 1;
+}
+
+my @mp = ('--categories', 'marketplace');
+
+my $tok = $near->mint('e1', @mp);
+$far->remember($tok);
+
+is(v($near, $tok), '200', 'near: a valid token passes');
+is(v($far, $tok), '200', 'far: a valid token passes');
+
+
+# revoked on the primary, enforced by the instance on the replica
+
+my ($rc, $out) = $primary->script('revoke', id_of($tok));
+is($rc, 0, 'scripts/revoke on the primary') or diag($out);
+
+my $start = time();
+ok(wait_for(sub { v($far, $tok) eq '401 revoked' }, 2),
+   'far (replica): the token is refused');
+my $took = time() - $start;
+cmp_ok($took, '<', 1, sprintf('within a second (%.3fs)', $took));
+
+ok(everywhere($far, $tok, '401 revoked'), 'far: on every worker');
+ok(wait_for(sub { v($near, $tok) eq '401 revoked' }, 2),
+   'near (primary): refused too');
+
+is($replica->cli('SISMEMBER', 'token_scope:revoked', id_of($tok)), '1',
+   'the replica holds the id');
+
+($rc, $out) = $replica->script('revoke', 'some-id');
+isnt($rc, 0, 'scripts/revoke on the replica fails');
+like($out, qr/READONLY/, 'and says the replica is read-only');
+
+($rc, $out) = $primary->script('unrevoke', id_of($tok));
+is($rc, 0, 'scripts/unrevoke on the primary') or diag($out);
+ok(wait_for(sub { v($far, $tok) eq '200' }, 2), 'far: passes again');
+ok(everywhere($far, $tok, '200'), 'far: on every worker');
+
+
+# a seller revoked on the primary
+
+my $sid = claims_sid($tok);
+
+sub claims_sid {
+    my ($token) = @_;
+    return JSON::PP->new->decode(decode_base64url((split /\./, $token)[1]))
+        ->{sid};
+}
+
+($rc, $out) = $primary->script('revoke-seller', $sid, int(time()) + 1);
+is($rc, 0, 'scripts/revoke-seller on the primary') or diag($out);
+ok(wait_for(sub { v($far, $tok) eq '401 revoked' }, 2),
+   'far: the seller\'s token is refused');
+
+($rc, $out) = $primary->script('unrevoke-seller', $sid);
+is($rc, 0, 'scripts/unrevoke-seller on the primary') or diag($out);
+ok(wait_for(sub { v($far, $tok) eq '200' }, 2), 'far: passes again');
+
+
+# written to the primary without PUBLISH: replicated, applied on resync
+
+my $quiet = $near->mint('e1', @mp);
+$far->remember($quiet);
+
+is($primary->cli('SADD', 'token_scope:revoked', id_of($quiet)), '1',
+   'raw SADD on the primary');
+ok(wait_for(sub { $replica->cli('SISMEMBER', 'token_scope:revoked',
+                                id_of($quiet)) eq '1' }, 2),
+   'replicated');
+
+reload($far);
+
+ok(wait_for(sub { v($far, $quiet) eq '401 revoked' }, 5),
+   'far: refused after a reload (resync from the replica)');
+ok(everywhere($far, $quiet, '401 revoked'), 'far: on every worker');
+
+
+# the primary down: the instance on the replica keeps a fresh state
+
+$primary->kill9();
+
+sleep 2.5;
+
+is(v($far, $quiet), '401 revoked',
+   'primary down: far still refuses the revoked token');
+is(v($far, $near->mint('e1', @mp)), '200',
+   'and passes valid ones after max_stale (its replica is up)');
+is(v($near, $tok), '401 redis_unavailable',
+   'near (primary gone) applies redis_down deny');
+
+
+# the far instance: the harness checks of its logs
+
+$far->stop();
+
+my $log = $far->read_file('error.log') . $far->read_file('stderr.log');
+my @bad = $log =~ /^(.*\[(?:alert|crit|emerg)\].*)$/mg;
+is(scalar @bad, 0, 'far: no alert, crit or emerg lines') or diag("@bad");
+
+$near->stop();
+$replica->stop();
+$primary->stop();
+
+$near->done_testing();

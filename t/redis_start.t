@@ -1,0 +1,148 @@
+#!/usr/bin/perl
+
+# The first sync: a node whose zone is new (a start, or a reload that
+# changes zone=) has not read Redis yet.  Until its first full sync it must
+# not let a revoked token through: with Redis holding 300,000 revoked ids
+# (a sync of a few hundred ms), a revoked token asked for from the moment
+# nginx listens gets 401 (revoked, or redis_unavailable), never 200.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use JSON::PP;
+use MIME::Base64 qw(decode_base64url);
+use Test::More;
+use Time::HiRes qw(time);
+use TokenScope::Test qw(verdict);
+use TokenScope::Redis qw(wait_for globals);
+
+TokenScope::Redis::check_installed();
+
+my $IDS = 300_000;
+
+my $t = TokenScope::Test->new();
+my $redis = TokenScope::Redis->new($t);
+
+$t->keygen('ES256', 'e1');
+
+my $conf = globals(workers => 2) . <<'EOF';
+
+http {
+    %%TEST_GLOBALS_HTTP%%
+
+    token_scope_key_file %%KEYS%%/e1.pem kid=e1;
+    token_scope_redis 127.0.0.1:%%REDIS%% timeout=1s max_stale=30s
+                      zone=%%ZONE%%;
+
+    server {
+        listen 127.0.0.1:%%PORT_8080%% reuseport;
+        server_name localhost;
+
+        location / {
+            token_scope marketplace;
+            proxy_pass http://127.0.0.1:%%PORT_8081%%;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_8081%%;
+        server_name backend;
+
+        location / {
+            return 200 "backend ok\n";
+        }
+    }
+}
+EOF
+
+sub config {
+    my ($zone) = @_;
+    (my $c = $conf) =~ s/%%REDIS%%/$redis->port/ge;
+    $c =~ s/%%ZONE%%/$zone/g;
+    $t->write_config($c);
+}
+
+my $tok = $t->mint('e1', '--categories', 'marketplace');
+my $id = JSON::PP->new->decode(decode_base64url((split /\./, $tok)[1]))->{id};
+
+$redis->start();
+
+# the ids, with the token's in the middle, through redis-cli --pipe
+
+my $key = 'token_scope:revoked';
+my $resp = '';
+
+for (my $i = 0; $i < $IDS; $i += 1000) {
+    my @batch = map { sprintf 'bench-%08d-%s', $i + $_, 'x' x 20 } 0 .. 999;
+    $batch[500] = $id if $i == 150_000;
+
+    $resp .= '*' . (@batch + 2) . "\r\n\$4\r\nSADD\r\n\$" . length($key)
+             . "\r\n$key\r\n";
+    $resp .= '$' . length($_) . "\r\n$_\r\n" for @batch;
+}
+
+my $in = $t->write_file('ids.resp', $resp);
+undef $resp;
+
+my ($rc, $out, $err) = $t->run_cmd([ 'redis-cli', '-p', $redis->port,
+                                     '--pipe' ], stdin => $in);
+like($out, qr/errors: 0, replies: \d+/, "$IDS ids loaded") or diag($err);
+unlink $in;
+
+is($redis->cli('SCARD', $key), $IDS, 'in the SET');
+
+
+# from the first moment nginx listens until it has synced
+
+sub synced { my $n = () = $_[0]->read_file('error.log') =~ /synced/g; $n }
+
+sub until_synced {
+    my ($before) = @_;
+
+    my %seen;
+    my $start = time();
+
+    while (time() - $start < 20) {
+        my $v = verdict($t->get('/', Authorization => "Bearer $tok"));
+        $seen{$v}++;
+        last if synced($t) > $before;
+    }
+
+    return \%seen;
+}
+
+config('32m');
+$t->run();
+
+my $seen = until_synced(0);
+diag(join ', ', map { "$_: $seen->{$_}" } sort keys %$seen);
+
+ok(synced($t) > 0, 'the node synced');
+is($seen->{200} // 0, 0, 'start: no revoked token passed before the sync');
+is(verdict($t->get('/', Authorization => "Bearer $tok")), '401 revoked',
+   'refused after the sync');
+
+# a reload that changes zone= makes a new, empty zone
+
+config('48m');
+
+my $before = synced($t);
+($rc, $out, $err) = $t->run_cmd($t->_nginx_cmd('-s', 'reload'));
+is($rc, 0, 'reload with a larger zone') or diag($out . $err);
+
+$seen = until_synced($before);
+diag(join ', ', map { "$_: $seen->{$_}" } sort keys %$seen);
+
+is($seen->{200} // 0, 0,
+   'zone resized: no revoked token passed before the sync');
+ok(wait_for(sub { verdict($t->get('/', Authorization => "Bearer $tok"))
+                  eq '401 revoked' }, 5),
+   'refused after the sync');
+
+$t->stop();
+$redis->stop();
+
+$t->done_testing();
