@@ -8,11 +8,13 @@
  * (so lines of conf.d/wb-operations.conf are seeds as they are), plus
  *
  *     category NAME BIT           token_scope_category
+ *     scope NAME                  token_scope_scope, a named scope
  *     ? METHOD HOST PATH          a request: canonical check and lookup
  *
  * Lines of any other shape are skipped.  Beyond memory safety it checks
- * that every operation added is found again by its own path, and that a
- * match never names an operation of another method.
+ * that every operation added is found again by its own path, that a
+ * match never names an operation of another method, and that a list of
+ * categories and scope names parses into declared bits only.
  */
 
 
@@ -50,7 +52,8 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     size_t            i, n, nadded;
-    unsigned          bit, common;
+    uint64_t          declared;
+    unsigned          bit;
     ts_op_t           op;
     ts_str_t          f[TS_FUZZ_FIELDS], bad;
     ts_ops_t         *ops;
@@ -120,6 +123,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             continue;
         }
 
+        if (n == 2 && f[0].len == 5 && memcmp(f[0].data, "scope", 5) == 0) {
+            if (ts_categories_add_name(&cats, (char *) f[1].data, f[1].len,
+                                       err, sizeof(err))
+                != 0)
+            {
+                ts_fuzz_assert(strlen(err) < sizeof(err));
+            }
+
+            ts_fuzz_assert(cats.nnames <= TS_NAMES_MAX);
+            continue;
+        }
+
         if (n == 4 && f[0].len == 1 && f[0].data[0] == '?') {
             ts_fuzz_lower(&f[2]);
 
@@ -138,7 +153,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memset(&op, 0, sizeof(ts_op_t));
 
         if (ts_categories_parse(&cats, f[3].data, f[3].len, &op.required,
-                                &common, &bad)
+                                &bad)
             != 0)
         {
             ts_fuzz_assert(bad.data >= f[3].data
@@ -146,7 +161,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             continue;
         }
 
-        op.common = common;
+        declared = (cats.nnames == TS_NAMES_MAX)
+                   ? ~(uint64_t) 0 : ((uint64_t) 1 << cats.nnames) - 1;
+
+        ts_fuzz_assert((op.required.names & ~declared) == 0);
+        ts_fuzz_assert((op.required.categories & TS_READONLY_MASK) == 0);
+
         op.write = (f[4].len == 5 && memcmp(f[4].data, "write", 5) == 0);
 
         if (n == 6 && ts_fuzz_types(&f[5], &op.types) != 0) {

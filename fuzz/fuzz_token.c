@@ -5,7 +5,9 @@
  * (so any overrun is ASan's), the time checks, signature verification
  * against real keys (fuzz/token-keys.jwks, the keys the seed tokens were
  * minted with, so mutations reach every algorithm), the issue time and
- * the policy decision.
+ * the policy decision, for the token as it is and as an opaque public
+ * token with the same facts.  The category table declares a few scope
+ * names, so the "scope", "scp" and "scopes" claims are parsed.
  *
  * The input is the token text as it would follow "Bearer ", or, when it
  * starts with "{", the decoded token: header JSON, a line feed, payload
@@ -24,8 +26,12 @@
 
 #define TS_FUZZ_NOW  1800000000
 
+/* the scope names declared, bits 0 to TS_FUZZ_NAMES - 1 of names */
+#define TS_FUZZ_NAMES  3
+
 
 static ts_reason_e ts_fuzz_token(const unsigned char *data, size_t size);
+static void ts_fuzz_decide(const ts_policy_t *policy, const ts_token_t *tok);
 static unsigned char *ts_fuzz_encode(const uint8_t *data, size_t size,
     size_t *len);
 static int ts_fuzz_inside(const ts_str_t *s, const unsigned char *start,
@@ -35,11 +41,15 @@ static int ts_fuzz_inside(const ts_str_t *s, const unsigned char *start,
 static ts_keyset_t      ts_fuzz_keys;
 static ts_categories_t  ts_fuzz_cats;
 
+static const char      *ts_fuzz_names[TS_FUZZ_NAMES] = {
+    "read_catalog", "write_orders", "orders:read"
+};
+
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    size_t          len;
+    size_t          i, len;
     const char     *name;
     unsigned char  *json;
     char            err[TS_ERROR_MAX];
@@ -74,6 +84,18 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     free(json);
 
     ts_categories_init(&ts_fuzz_cats);
+
+    for (i = 0; i < TS_FUZZ_NAMES; i++) {
+        if (ts_categories_add_name(&ts_fuzz_cats, ts_fuzz_names[i],
+                                   strlen(ts_fuzz_names[i]), err,
+                                   sizeof(err))
+            != 0)
+        {
+            fprintf(stderr, "fuzz_token: \"%s\": %s\n", ts_fuzz_names[i],
+                    err);
+            exit(2);
+        }
+    }
 
     return 0;
 }
@@ -169,8 +191,7 @@ ts_fuzz_token(const unsigned char *data, size_t size)
 {
     size_t          n;
     int64_t         issued;
-    uint64_t        missing;
-    ts_token_t      tok;
+    ts_token_t      tok, ptok;
     ts_policy_t     policy;
     ts_reason_e     rc, verified;
     unsigned char  *buf;
@@ -181,7 +202,8 @@ ts_fuzz_token(const unsigned char *data, size_t size)
         return TS_MALFORMED;
     }
 
-    rc = ts_token_parse(&tok, data, size, buf, ts_fuzz_base64url);
+    rc = ts_token_parse(&tok, data, size, buf, ts_fuzz_base64url,
+                        &ts_fuzz_cats);
 
     ts_fuzz_assert(rc == TS_OK || tok.error != NULL);
     ts_fuzz_assert(rc < TS_REASON_MAX);
@@ -201,8 +223,12 @@ ts_fuzz_token(const unsigned char *data, size_t size)
     ts_fuzz_assert(ts_fuzz_inside(&tok.signature, buf,
                                   TS_TOKEN_BUF_SIZE(size)));
     ts_fuzz_assert(ts_fuzz_inside(&tok.signed_part, data, size));
-    ts_fuzz_assert(tok.type < TS_TYPE_MAX);
+    ts_fuzz_assert(tok.type <= TS_TYPE_SERVICE);
     ts_fuzz_assert(tok.type != TS_TYPE_SERVICE || tok.service.len > 0);
+
+    /* only declared scope names are granted; a JWT is never opaque */
+    ts_fuzz_assert((tok.names >> TS_FUZZ_NAMES) == 0);
+    ts_fuzz_assert(!tok.opaque && !tok.no_exp);
 
     verified = ts_token_verify(&ts_fuzz_keys, &tok);
 
@@ -219,20 +245,31 @@ ts_fuzz_token(const unsigned char *data, size_t size)
 
     memset(&policy, 0, sizeof(ts_policy_t));
 
-    policy.required = (uint64_t) 1 << (size % 20);
+    policy.required.categories = (uint64_t) 1 << (size % 20);
+    policy.required.names = (size >> 3) & ((1 << TS_FUZZ_NAMES) - 1);
     policy.legacy = size & 1;
     policy.sandbox = tok.test;
     policy.write = (size >> 1) & 1;
     policy.check_secret = (size >> 2) & 1;
+    policy.public_ok = (size >> 6) & 1;
+    policy.public_write = (size >> 7) & 1;
     policy.personal_only = (uint64_t) 1 << 13;
 
-    rc = ts_decide(&policy, &tok, &missing);
+    ts_fuzz_decide(&policy, &tok);
 
-    ts_fuzz_assert(rc < TS_REASON_MAX);
-    ts_fuzz_assert((missing & ~policy.required) == 0);
+    /* the same facts as a public token looked up in Redis */
+    ptok = tok;
+    ptok.type = TS_TYPE_PUBLIC;
+    ptok.opaque = 1;
+    ptok.no_exp = 1;
+
+    ts_fuzz_assert(ts_token_check_time(&ptok, TS_FUZZ_NOW, 60) == TS_OK
+                   || ptok.has_nbf || ptok.has_iat);
+
+    ts_fuzz_decide(&policy, &ptok);
 
     /* what the glue prints of the missing categories in a deny answer */
-    n = ts_categories_format(&ts_fuzz_cats, tok.scope, ',', names,
+    n = ts_categories_format(&ts_fuzz_cats, tok.scope, tok.names, ',', names,
                              1 + size % sizeof(names));
 
     ts_fuzz_assert(n < 1 + size % sizeof(names));
@@ -242,4 +279,36 @@ done:
     free(buf);
 
     return rc;
+}
+
+
+static void
+ts_fuzz_decide(const ts_policy_t *policy, const ts_token_t *tok)
+{
+    ts_reason_e    rc;
+    ts_required_t  missing;
+
+    rc = ts_decide(policy, tok, &missing);
+
+    ts_fuzz_assert(rc < TS_REASON_MAX);
+    ts_fuzz_assert((missing.categories & ~policy->required.categories) == 0);
+    ts_fuzz_assert((missing.names & ~policy->required.names) == 0);
+    ts_fuzz_assert(!missing.common);
+
+    ts_fuzz_assert(rc != TS_CATEGORY || missing.categories != 0);
+    ts_fuzz_assert(rc != TS_SCOPE
+                   || (missing.names != 0 && missing.categories == 0));
+    ts_fuzz_assert(rc != TS_OK
+                   || (missing.categories == 0 && missing.names == 0));
+
+    if (tok->type == TS_TYPE_PUBLIC) {
+        ts_fuzz_assert(rc != TS_PUBLIC_TOKEN || !policy->public_ok);
+        ts_fuzz_assert(rc == TS_PUBLIC_TOKEN || rc == TS_ENVIRONMENT
+                       || rc == TS_TOKEN_TYPE || policy->public_ok);
+        ts_fuzz_assert(rc != TS_OK || !policy->write
+                       || policy->public_write);
+
+    } else {
+        ts_fuzz_assert(rc != TS_PUBLIC_TOKEN);
+    }
 }

@@ -20,6 +20,9 @@
 #define TS_CATEGORY_NAME_MAX  32
 #define TS_CATEGORIES_MAX     128
 
+/* named scopes ("read_catalog") are bits of a mask of their own */
+#define TS_NAMES_MAX          64
+
 /* Jansson holds integers as int64_t: bits 0-62 of "s" are usable */
 #define TS_CATEGORY_BIT_MAX   62
 #define TS_ERROR_MAX          256
@@ -59,6 +62,10 @@ typedef enum {
     TS_PERSONAL_CLOUD,
     TS_REDIS_UNAVAILABLE,
     TS_OPERATION,
+    TS_SCOPE,
+    TS_PUBLIC_TOKEN,
+    TS_UNKNOWN_TOKEN,
+    TS_SUBJECT,
     TS_REASON_MAX
 } ts_reason_e;
 
@@ -80,13 +87,18 @@ typedef enum {
 } ts_alg_e;
 
 
-/* the values of "acc"; a token without "acc" is a legacy token */
+/*
+ * the values of "acc" up to TS_TYPE_SERVICE, a token without "acc" is a
+ * legacy token; secret and public tokens are opaque ones (Ecwid's kinds)
+ */
 typedef enum {
     TS_TYPE_LEGACY = 0,
     TS_TYPE_BASE,
     TS_TYPE_TEST,
     TS_TYPE_PERSONAL,
     TS_TYPE_SERVICE,
+    TS_TYPE_SECRET,
+    TS_TYPE_PUBLIC,
     TS_TYPE_MAX
 } ts_type_e;
 
@@ -102,6 +114,7 @@ typedef struct {
     ts_str_t                signature;
 
     uint64_t                scope;
+    uint64_t                names;       /* named scopes granted */
     int64_t                 exp;
     int64_t                 nbf;
     int64_t                 iat;
@@ -117,6 +130,8 @@ typedef struct {
     unsigned                has_iat:1;
     unsigned                has_oid:1;
     unsigned                test:1;      /* "t" or the obsolete "sandbox" */
+    unsigned                opaque:1;    /* facts from Redis, not a JWT */
+    unsigned                no_exp:1;    /* an opaque token that never ends */
 
     /* why a token is malformed, a static string */
     const char             *error;
@@ -149,12 +164,22 @@ typedef struct {
     unsigned                bit;
     unsigned                alias:1;
     unsigned                common:1;    /* "all", "common": no bit needed */
+    unsigned                named:1;     /* a named scope, a bit of names */
 } ts_category_t;
 
 typedef struct {
     ts_category_t           items[TS_CATEGORIES_MAX];
     size_t                  n;
+    size_t                  nnames;      /* named scopes declared */
 } ts_categories_t;
+
+
+/* what a request needs, or what a token lacks */
+typedef struct {
+    uint64_t                categories;  /* bits of "s" */
+    uint64_t                names;       /* named scopes */
+    unsigned                common:1;    /* any valid token will do */
+} ts_required_t;
 
 
 /* a slot of the revocation table; key 0 is an empty slot */
@@ -175,13 +200,15 @@ typedef enum {
     TS_UNREVOKE_ID,
     TS_REVOKE_SELLER,
     TS_UNREVOKE_SELLER,
-    TS_SECRETS_CHANGED
+    TS_SECRETS_CHANGED,
+    TS_OPAQUE_CHANGED
 } ts_revoke_op_e;
 
 typedef struct {
     ts_revoke_op_e          op;
     ts_str_t                id;          /* token id or seller id */
     int64_t                 time;        /* TS_REVOKE_SELLER */
+    unsigned char           digest[TS_SHA256_LEN];  /* TS_OPAQUE_CHANGED */
 } ts_revoke_msg_t;
 
 #define TS_TABLE_KEY_ID      'i'
@@ -209,7 +236,7 @@ typedef enum {
 
 /* what one request needs, and what it carries besides the token */
 typedef struct {
-    uint64_t                required;    /* category bits */
+    ts_required_t           required;
     uint64_t                personal_only;
     unsigned                types;       /* TS_TYPE_BIT()s allowed, 0: any */
 
@@ -220,15 +247,17 @@ typedef struct {
     unsigned                outside:1;   /* outside the personal networks */
     unsigned                check_secret:1;  /* service secrets configured */
     unsigned                secret_ok:1; /* X-Client-Secret is the service's */
+    unsigned                public_ok:1; /* public tokens may call it */
+    unsigned                public_write:1;  /* and may write */
 } ts_policy_t;
 
 
 /* what one catalogued operation needs */
 typedef struct {
-    uint64_t                required;
+    ts_required_t           required;
     unsigned                types;
-    unsigned                common:1;
     unsigned                write:1;
+    unsigned                public:1;    /* public tokens may call it */
     char                   *name;        /* "METHOD host/path-template" */
     size_t                  name_len;
 } ts_op_t;
@@ -242,7 +271,9 @@ int ts_type_by_name(const char *name, size_t len);
 ts_alg_e ts_alg_by_name(const char *name);
 
 ts_reason_e ts_token_parse(ts_token_t *tok, const unsigned char *data,
-    size_t len, unsigned char *buf, ts_base64url_decode_pt decode);
+    size_t len, unsigned char *buf, ts_base64url_decode_pt decode,
+    const ts_categories_t *cats);
+int ts_token_is_jwt(const unsigned char *data, size_t len);
 ts_reason_e ts_token_check_time(const ts_token_t *tok, int64_t now,
     int64_t leeway);
 
@@ -259,12 +290,16 @@ int ts_categories_add(ts_categories_t *cats, const char *name, size_t len,
     unsigned bit, char *err, size_t errlen);
 const ts_category_t *ts_categories_find(const ts_categories_t *cats,
     const char *name, size_t len);
+int ts_categories_add_name(ts_categories_t *cats, const char *name,
+    size_t len, char *err, size_t errlen);
 int ts_categories_parse(const ts_categories_t *cats,
-    const unsigned char *list, size_t len, uint64_t *mask, unsigned *common,
-    ts_str_t *bad);
+    const unsigned char *list, size_t len, ts_required_t *req, ts_str_t *bad);
+void ts_categories_grant(const ts_categories_t *cats,
+    const unsigned char *list, size_t len, uint64_t *categories,
+    uint64_t *names);
 const char *ts_categories_name(const ts_categories_t *cats, unsigned bit);
 size_t ts_categories_format(const ts_categories_t *cats, uint64_t mask,
-    char sep, char *buf, size_t size);
+    uint64_t names, char sep, char *buf, size_t size);
 
 int ts_sha256(const unsigned char *data, size_t len, unsigned char *out);
 void ts_sha256_cleanup(void);
@@ -301,7 +336,7 @@ int ts_path_is_canonical(const unsigned char *p, size_t len);
 void ts_ops_free(ts_ops_t *ops);
 
 ts_reason_e ts_decide(const ts_policy_t *policy, const ts_token_t *tok,
-    uint64_t *missing);
+    ts_required_t *missing);
 
 
 #endif /* _TS_CORE_H_INCLUDED_ */

@@ -40,6 +40,7 @@ static ts_ops_node_t *ts_ops_child(ts_ops_node_t *node, const char *label,
     size_t len, int create);
 static int ts_ops_cmp(const char *a, size_t alen, const char *b,
     size_t blen);
+static ts_ops_node_t *ts_ops_host(const ts_ops_t *ops, const ts_str_t *host);
 static const ts_op_t *ts_ops_walk(const ts_ops_node_t *node,
     const unsigned char *p, const unsigned char *end, unsigned depth);
 static void ts_ops_node_free(ts_ops_node_t *node);
@@ -239,44 +240,20 @@ ts_ops_child(ts_ops_node_t *node, const char *label, size_t len, int create)
 
 /*
  * host is matched as given and, failing that, without a "-sandbox"
- * suffix on its first label, so one catalogue serves both twins
+ * suffix on its first label, so one catalogue serves both twins; then an
+ * operation of host "*" (any host, as for an API served under one name)
  */
 
 const ts_op_t *
 ts_ops_match(const ts_ops_t *ops, const ts_str_t *method,
     const ts_str_t *host, const ts_str_t *path)
 {
-    size_t                len;
-    const ts_op_t        *op;
-    const unsigned char  *dot;
-    ts_ops_node_t        *node;
-    char                  twin[256];
+    ts_ops_node_t  *node;
 
-    static const char     sandbox[] = "-sandbox";
-
-    node = ts_ops_child((ts_ops_node_t *) &ops->root,
-                        (const char *) host->data, host->len, 0);
+    node = ts_ops_host(ops, host);
 
     if (node == NULL) {
-        dot = memchr(host->data, '.', host->len);
-        len = dot ? (size_t) (dot - host->data) : host->len;
-
-        if (len < sizeof(sandbox) - 1
-            || host->len >= sizeof(twin)
-            || memcmp(host->data + len - (sizeof(sandbox) - 1), sandbox,
-                      sizeof(sandbox) - 1)
-               != 0)
-        {
-            return NULL;
-        }
-
-        len -= sizeof(sandbox) - 1;
-        memcpy(twin, host->data, len);
-        memcpy(twin + len, host->data + len + sizeof(sandbox) - 1,
-               host->len - len - (sizeof(sandbox) - 1));
-
-        node = ts_ops_child((ts_ops_node_t *) &ops->root, twin,
-                            host->len - (sizeof(sandbox) - 1), 0);
+        node = ts_ops_child((ts_ops_node_t *) &ops->root, "*", 1, 0);
         if (node == NULL) {
             return NULL;
         }
@@ -287,9 +264,46 @@ ts_ops_match(const ts_ops_t *ops, const ts_str_t *method,
         return NULL;
     }
 
-    op = ts_ops_walk(node, path->data, path->data + path->len, 0);
+    return ts_ops_walk(node, path->data, path->data + path->len, 0);
+}
 
-    return op;
+
+static ts_ops_node_t *
+ts_ops_host(const ts_ops_t *ops, const ts_str_t *host)
+{
+    size_t                len;
+    const unsigned char  *dot;
+    ts_ops_node_t        *node;
+    char                  twin[256];
+
+    static const char     sandbox[] = "-sandbox";
+
+    node = ts_ops_child((ts_ops_node_t *) &ops->root,
+                        (const char *) host->data, host->len, 0);
+
+    if (node != NULL) {
+        return node;
+    }
+
+    dot = memchr(host->data, '.', host->len);
+    len = dot ? (size_t) (dot - host->data) : host->len;
+
+    if (len < sizeof(sandbox) - 1
+        || host->len >= sizeof(twin)
+        || memcmp(host->data + len - (sizeof(sandbox) - 1), sandbox,
+                  sizeof(sandbox) - 1)
+           != 0)
+    {
+        return NULL;
+    }
+
+    len -= sizeof(sandbox) - 1;
+    memcpy(twin, host->data, len);
+    memcpy(twin + len, host->data + len + sizeof(sandbox) - 1,
+           host->len - len - (sizeof(sandbox) - 1));
+
+    return ts_ops_child((ts_ops_node_t *) &ops->root, twin,
+                        host->len - (sizeof(sandbox) - 1), 0);
 }
 
 

@@ -21,6 +21,10 @@ typedef struct {
 #define TS_COMMON  64
 
 
+static const char *ts_categories_bit_name(const ts_categories_t *cats,
+    unsigned bit, unsigned named);
+
+
 static const ts_category_default_t  ts_category_defaults[] = {
     { "content",              1,  0 },
     { "contentanalytics",     2,  0 },
@@ -100,7 +104,7 @@ ts_categories_add(ts_categories_t *cats, const char *name, size_t len,
 
     c = (ts_category_t *) ts_categories_find(cats, name, len);
 
-    if (c != NULL && c->common) {
+    if (c != NULL && (c->common || c->named)) {
         snprintf(err, errlen, "\"%.*s\" cannot be redefined", (int) len,
                  name);
         return -1;
@@ -124,6 +128,64 @@ ts_categories_add(ts_categories_t *cats, const char *name, size_t len,
 }
 
 
+/* a named scope ("read_catalog") gets the next bit of the names mask */
+
+int
+ts_categories_add_name(ts_categories_t *cats, const char *name, size_t len,
+    char *err, size_t errlen)
+{
+    size_t          i;
+    ts_category_t  *c;
+
+    if (len == 0 || len >= TS_CATEGORY_NAME_MAX) {
+        snprintf(err, errlen, "a scope name is 1 to %d characters",
+                 TS_CATEGORY_NAME_MAX - 1);
+        return -1;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (name[i] <= ' ' || name[i] == ',' || name[i] == '"'
+            || name[i] == '\\' || (unsigned char) name[i] >= 0x7f)
+        {
+            snprintf(err, errlen, "a scope name has no spaces, commas, "
+                     "quotes or backslashes");
+            return -1;
+        }
+    }
+
+    c = (ts_category_t *) ts_categories_find(cats, name, len);
+
+    if (c != NULL) {
+        if (c->named) {
+            return 0;
+        }
+
+        snprintf(err, errlen, "\"%.*s\" is a category", (int) len, name);
+        return -1;
+    }
+
+    if (cats->nnames == TS_NAMES_MAX) {
+        snprintf(err, errlen, "too many scope names, at most %d",
+                 TS_NAMES_MAX);
+        return -1;
+    }
+
+    if (cats->n == TS_CATEGORIES_MAX) {
+        snprintf(err, errlen, "too many categories and scope names, at "
+                 "most %d", TS_CATEGORIES_MAX);
+        return -1;
+    }
+
+    c = &cats->items[cats->n++];
+    memcpy(c->name, name, len);
+    c->name[len] = '\0';
+    c->bit = (unsigned) cats->nnames++;
+    c->named = 1;
+
+    return 0;
+}
+
+
 const ts_category_t *
 ts_categories_find(const ts_categories_t *cats, const char *name, size_t len)
 {
@@ -141,17 +203,19 @@ ts_categories_find(const ts_categories_t *cats, const char *name, size_t len)
 }
 
 
-/* a list of names separated by spaces or commas */
+/*
+ * A list of category and scope names, separated by spaces or commas, into
+ * what a request needs; on an unknown name, -1 and bad points to it.
+ */
 
 int
 ts_categories_parse(const ts_categories_t *cats, const unsigned char *list,
-    size_t len, uint64_t *mask, unsigned *common, ts_str_t *bad)
+    size_t len, ts_required_t *req, ts_str_t *bad)
 {
     size_t                i, start, n;
     const ts_category_t  *c;
 
-    *mask = 0;
-    *common = 0;
+    memset(req, 0, sizeof(ts_required_t));
     n = 0;
 
     for (i = 0; i < len; /* void */) {
@@ -180,10 +244,13 @@ ts_categories_parse(const ts_categories_t *cats, const unsigned char *list,
         }
 
         if (c->common) {
-            *common = 1;
+            req->common = 1;
+
+        } else if (c->named) {
+            req->names |= (uint64_t) 1 << c->bit;
 
         } else {
-            *mask |= (uint64_t) 1 << c->bit;
+            req->categories |= (uint64_t) 1 << c->bit;
         }
     }
 
@@ -197,14 +264,67 @@ ts_categories_parse(const ts_categories_t *cats, const unsigned char *list,
 }
 
 
+/*
+ * What a token's list of names grants: named scopes, and categories too
+ * unless categories is NULL (a JWT has "s" for them).  Unknown names grant
+ * nothing: a token may carry scopes this API does not check.
+ */
+
+void
+ts_categories_grant(const ts_categories_t *cats, const unsigned char *list,
+    size_t len, uint64_t *categories, uint64_t *names)
+{
+    size_t                i, start;
+    const ts_category_t  *c;
+
+    for (i = 0; i < len; /* void */) {
+
+        while (i < len && (list[i] == ' ' || list[i] == ',')) {
+            i++;
+        }
+
+        start = i;
+
+        while (i < len && list[i] != ' ' && list[i] != ',') {
+            i++;
+        }
+
+        if (i == start) {
+            break;
+        }
+
+        c = ts_categories_find(cats, (const char *) list + start, i - start);
+
+        if (c == NULL || c->common) {
+            continue;
+        }
+
+        if (c->named) {
+            *names |= (uint64_t) 1 << c->bit;
+
+        } else if (categories != NULL) {
+            *categories |= (uint64_t) 1 << c->bit;
+        }
+    }
+}
+
+
 const char *
 ts_categories_name(const ts_categories_t *cats, unsigned bit)
+{
+    return ts_categories_bit_name(cats, bit, 0);
+}
+
+
+static const char *
+ts_categories_bit_name(const ts_categories_t *cats, unsigned bit,
+    unsigned named)
 {
     size_t  i;
 
     for (i = 0; i < cats->n; i++) {
         if (!cats->items[i].alias && !cats->items[i].common
-            && cats->items[i].bit == bit)
+            && cats->items[i].named == named && cats->items[i].bit == bit)
         {
             return cats->items[i].name;
         }
@@ -214,38 +334,54 @@ ts_categories_name(const ts_categories_t *cats, unsigned bit)
 }
 
 
-/* canonical names of the bits in mask, "bitN" if unnamed, sep between */
+/*
+ * canonical names of the category bits in mask, then of the named scopes
+ * in names, "bitN" if unnamed, sep between
+ */
 
 size_t
-ts_categories_format(const ts_categories_t *cats, uint64_t mask, char sep,
-    char *buf, size_t size)
+ts_categories_format(const ts_categories_t *cats, uint64_t mask,
+    uint64_t names, char sep, char *buf, size_t size)
 {
     int          n;
-    size_t       len;
-    unsigned     bit;
+    size_t       len, start;
+    unsigned     bit, named;
+    uint64_t     set;
     const char  *name;
 
     len = 0;
 
-    for (bit = 0; bit < 64; bit++) {
-        if (bit == TS_READONLY_BIT || !(mask & ((uint64_t) 1 << bit))) {
+    for (bit = 0; bit < 128; bit++) {
+        named = bit >= 64;
+        set = named ? names : mask;
+
+        if ((!named && bit == TS_READONLY_BIT)
+            || !(set & ((uint64_t) 1 << (bit % 64))))
+        {
             continue;
         }
 
-        name = ts_categories_name(cats, bit);
+        name = ts_categories_bit_name(cats, bit % 64, named);
 
-        if (len && len + 1 < size) {
-            buf[len++] = sep;
-        }
+        /* a separator only before a name that fits */
+        start = len ? len + 1 : 0;
 
-        n = name ? snprintf(buf + len, size - len, "%s", name)
-                 : snprintf(buf + len, size - len, "bit%u", bit);
-
-        if (n < 0 || (size_t) n >= size - len) {
+        if (start >= size) {
             break;
         }
 
-        len += n;
+        n = name ? snprintf(buf + start, size - start, "%s", name)
+                 : snprintf(buf + start, size - start, "bit%u", bit % 64);
+
+        if (n < 0 || (size_t) n >= size - start) {
+            break;
+        }
+
+        if (len) {
+            buf[len] = sep;
+        }
+
+        len = start + n;
     }
 
     return len;
@@ -254,17 +390,17 @@ ts_categories_format(const ts_categories_t *cats, uint64_t mask, char sep,
 
 /*
  * The decision for a token whose signature and times are already
- * checked, in the order of the specification; *missing gets the
- * required bits the token lacks.
+ * checked, in the order of the specification; *missing gets what the
+ * request needs and the token lacks.
  */
 
 ts_reason_e
 ts_decide(const ts_policy_t *policy, const ts_token_t *tok,
-    uint64_t *missing)
+    ts_required_t *missing)
 {
     uint64_t  scope;
 
-    *missing = 0;
+    memset(missing, 0, sizeof(ts_required_t));
 
     if (policy->sandbox != tok->test) {
         return TS_ENVIRONMENT;
@@ -289,16 +425,40 @@ ts_decide(const ts_policy_t *policy, const ts_token_t *tok,
         return TS_SERVICE_SECRET;
     }
 
+    /*
+     * a public token (Ecwid's storefront token) reads public locations
+     * whatever its scopes, writes only where a location lets it and then
+     * with the scopes the write needs
+     */
+    if (tok->type == TS_TYPE_PUBLIC) {
+        if (!policy->public_ok) {
+            return TS_PUBLIC_TOKEN;
+        }
+
+        if (!policy->write) {
+            return TS_OK;
+        }
+
+        if (!policy->public_write) {
+            return TS_READ_ONLY;
+        }
+    }
+
     scope = tok->scope;
 
     if (tok->type != TS_TYPE_PERSONAL) {
         scope &= ~policy->personal_only;
     }
 
-    *missing = policy->required & ~scope;
+    missing->categories = policy->required.categories & ~scope;
+    missing->names = policy->required.names & ~tok->names;
 
-    if (*missing) {
+    if (missing->categories) {
         return TS_CATEGORY;
+    }
+
+    if (missing->names) {
+        return TS_SCOPE;
     }
 
     if (policy->write && (tok->scope & TS_READONLY_MASK)) {

@@ -245,7 +245,10 @@ ts_hex_value(unsigned char c)
 }
 
 
-/* "revoke ID", "unrevoke ID", "seller SID TIME", "unseller SID" */
+/*
+ * "revoke ID", "unrevoke ID", "seller SID TIME", "unseller SID",
+ * "secrets ASID", "opaque HEX-DIGEST"
+ */
 
 int
 ts_revoke_message(const unsigned char *msg, size_t len, ts_revoke_msg_t *out)
@@ -265,6 +268,7 @@ ts_revoke_message(const unsigned char *msg, size_t len, ts_revoke_msg_t *out)
         { "seller", TS_REVOKE_SELLER, 2 },
         { "unseller", TS_UNREVOKE_SELLER, 1 },
         { "secrets", TS_SECRETS_CHANGED, 1 },
+        { "opaque", TS_OPAQUE_CHANGED, 1 },
         { NULL, 0, 0 }
     };
 
@@ -315,6 +319,10 @@ ts_revoke_message(const unsigned char *msg, size_t len, ts_revoke_msg_t *out)
     out->id.data = (unsigned char *) word[1];
     out->id.len = wlen[1];
     out->time = 0;
+
+    if (out->op == TS_OPAQUE_CHANGED) {
+        return ts_hex_digest((const char *) word[1], wlen[1], out->digest);
+    }
 
     if (out->op != TS_REVOKE_SELLER) {
         return 0;

@@ -179,18 +179,28 @@ sign_hs256(char *buf, const char *header, const char *payload,
 }
 
 
+/* cats: the scope names "scope", "scp" and "scopes" grant, or NULL */
+
 static ts_reason_e
-parse(ts_token_t *tok, const char *token)
+parse_with(ts_token_t *tok, const char *token, const ts_categories_t *cats)
 {
     static unsigned char  buf[TS_TOKEN_BUF_SIZE(TOKEN_MAX)];
 
     return ts_token_parse(tok, (const unsigned char *) token, strlen(token),
-                          buf, decode);
+                          buf, decode, cats);
 }
 
 
 static ts_reason_e
-parse_claims(ts_token_t *tok, const char *payload)
+parse(ts_token_t *tok, const char *token)
+{
+    return parse_with(tok, token, NULL);
+}
+
+
+static ts_reason_e
+parse_claims_with(ts_token_t *tok, const char *payload,
+    const ts_categories_t *cats)
 {
     static char  token[TOKEN_MAX];
     size_t       n;
@@ -198,7 +208,14 @@ parse_claims(ts_token_t *tok, const char *payload)
     n = unsigned_token(token, "{\"alg\":\"ES256\",\"kid\":\"k1\"}", payload);
     strcpy(token + n, ".AAAA");
 
-    return parse(tok, token);
+    return parse_with(tok, token, cats);
+}
+
+
+static ts_reason_e
+parse_claims(ts_token_t *tok, const char *payload)
+{
+    return parse_claims_with(tok, payload, NULL);
 }
 
 
@@ -277,6 +294,14 @@ test_parse(void)
        == TS_MALFORMED, "a personal token for a service is malformed");
     ok(parse_claims(&tok, "{\"exp\":1,\"acc\":9}") == TS_MALFORMED,
        "an unknown acc is malformed");
+    ok(parse_claims(&tok, "{\"exp\":1,\"acc\":5}") == TS_MALFORMED
+       && strstr(tok.error, "acc") != NULL,
+       "acc 5 (secret, an opaque kind) is malformed in a JWT");
+    ok(parse_claims(&tok, "{\"exp\":1,\"acc\":6}") == TS_MALFORMED
+       && strstr(tok.error, "acc") != NULL,
+       "acc 6 (public, an opaque kind) is malformed in a JWT");
+    ok(parse_claims(&tok, "{\"exp\":1,\"acc\":0}") == TS_MALFORMED,
+       "acc 0 is malformed");
     ok(parse_claims(&tok, "{\"accessID\":\"x\",\"exp\":1}") == TS_MALFORMED,
        "a legacy accessID token is refused");
     ok(parse_claims(&tok, "[1]") == TS_MALFORMED,
@@ -330,6 +355,38 @@ test_time(void)
     tok.iat = 950;
     ok(ts_token_check_time(&tok, 900, 10) == TS_NOT_YET_VALID,
        "an iat in the future is not yet valid");
+
+    memset(&tok, 0, sizeof(tok));
+    tok.opaque = 1;
+    tok.no_exp = 1;
+    ok(ts_token_check_time(&tok, 2000000000, 0) == TS_OK,
+       "a token without an end does not expire");
+
+    tok.no_exp = 0;
+    ok(ts_token_check_time(&tok, 2000000000, 0) == TS_EXPIRED,
+       "exp 0 without no_exp has expired");
+
+    tok.no_exp = 1;
+    tok.has_nbf = 1;
+    tok.nbf = 2000000100;
+    ok(ts_token_check_time(&tok, 2000000000, 10) == TS_NOT_YET_VALID,
+       "no_exp skips only the exp check");
+}
+
+
+static void
+test_is_jwt(void)
+{
+#define is_jwt(s)  ts_token_is_jwt((const unsigned char *) s, strlen(s))
+
+    ok(is_jwt("eyJ9.eyJ9.AAAA") && is_jwt(".") && is_jwt("abc."),
+       "a token with a dot is a JWT");
+    ok(!is_jwt("secret_4f2a9c") && !is_jwt(""),
+       "a token without a dot is opaque");
+    ok(!ts_token_is_jwt((const unsigned char *) "public_ab.c", 9),
+       "a dot past the length does not count");
+
+#undef is_jwt
 }
 
 
@@ -457,29 +514,29 @@ test_categories(void)
 {
     char             buf[256], err[256];
     size_t           n;
-    uint64_t         mask;
-    unsigned         common;
     ts_str_t         bad;
+    ts_required_t    req;
     ts_categories_t  cats;
 
     ts_categories_init(&cats);
 
     ok(ts_categories_parse(&cats, (unsigned char *) "marketplace, analytics",
-                           22, &mask, &common, &bad) == 0
-       && mask == ((1 << 4) | (1 << 2)) && !common,
+                           22, &req, &bad) == 0
+       && req.categories == ((1 << 4) | (1 << 2)) && req.names == 0
+       && !req.common,
        "names and aliases parse into bits");
 
-    ok(ts_categories_parse(&cats, (unsigned char *) "all", 3, &mask, &common,
-                           &bad) == 0 && mask == 0 && common,
+    ok(ts_categories_parse(&cats, (unsigned char *) "all", 3, &req, &bad)
+       == 0 && req.categories == 0 && req.names == 0 && req.common,
        "all needs no bit");
 
     ok(ts_categories_parse(&cats, (unsigned char *) "content nope", 12,
-                           &mask, &common, &bad) != 0
+                           &req, &bad) != 0
        && bad.len == 4 && memcmp(bad.data, "nope", 4) == 0,
        "an unknown name is reported");
 
-    ok(ts_categories_parse(&cats, (unsigned char *) " , ", 3, &mask, &common,
-                           &bad) != 0, "an empty list is refused");
+    ok(ts_categories_parse(&cats, (unsigned char *) " , ", 3, &req, &bad)
+       != 0, "an empty list is refused");
 
     ok(ts_categories_add(&cats, "loyalty", 7, 20, err, sizeof(err)) == 0
        && ts_categories_find(&cats, "loyalty", 7)->bit == 20,
@@ -495,26 +552,264 @@ test_categories(void)
        "upper case names are refused");
 
     n = ts_categories_format(&cats, (1 << 4) | (1 << 5) | (1u << 30)
-                             | ((uint64_t) 1 << 40), ',', buf, sizeof(buf));
+                             | ((uint64_t) 1 << 40), 0, ',', buf,
+                             sizeof(buf));
     ok(n == strlen("marketplace,statistics,bit40")
        && memcmp(buf, "marketplace,statistics,bit40", n) == 0,
        "masks format as names without the read-only bit");
 }
 
 
+/* the categories and two named scopes, "read_catalog" and "write_orders" */
+
+static void
+names_init(ts_categories_t *cats)
+{
+    char  err[256];
+
+    ts_categories_init(cats);
+
+    (void) ts_categories_add_name(cats, "read_catalog", 12, err, sizeof(err));
+    (void) ts_categories_add_name(cats, "write_orders", 12, err, sizeof(err));
+}
+
+
+static void
+test_names(void)
+{
+    char                  buf[256], err[256], name[16];
+    size_t                i, n;
+    uint64_t              categories, names;
+    ts_str_t              bad;
+    ts_required_t         req;
+    ts_categories_t       cats;
+    const ts_category_t  *c;
+
+    ts_categories_init(&cats);
+
+    ok(cats.nnames == 0, "no scope names at first");
+
+    ok(ts_categories_add_name(&cats, "read_catalog", 12, err, sizeof(err))
+       == 0
+       && ts_categories_add_name(&cats, "orders:write", 12, err, sizeof(err))
+          == 0
+       && cats.nnames == 2,
+       "scope names can be declared");
+
+    c = ts_categories_find(&cats, "read_catalog", 12);
+    ok(c != NULL && c->named && !c->common && !c->alias && c->bit == 0
+       && ts_categories_find(&cats, "orders:write", 12)->bit == 1,
+       "scope names take the bits of the names mask in order");
+
+    ok(ts_categories_add_name(&cats, "read_catalog", 12, err, sizeof(err))
+       == 0 && cats.nnames == 2
+       && ts_categories_find(&cats, "read_catalog", 12)->bit == 0,
+       "a scope name declared again keeps its bit");
+
+    ok(ts_categories_add_name(&cats, "marketplace", 11, err, sizeof(err))
+       != 0 && strstr(err, "category") != NULL,
+       "a category is no scope name");
+    ok(ts_categories_add_name(&cats, "analytics", 9, err, sizeof(err)) != 0,
+       "an alias of a category is no scope name");
+    ok(ts_categories_add_name(&cats, "all", 3, err, sizeof(err)) != 0,
+       "all is no scope name");
+    ok(ts_categories_add(&cats, "read_catalog", 12, 20, err, sizeof(err))
+       != 0 && ts_categories_find(&cats, "read_catalog", 12)->named,
+       "a scope name cannot become a category");
+
+    ok(ts_categories_add_name(&cats, "a b", 3, err, sizeof(err)) != 0
+       && ts_categories_add_name(&cats, "a,b", 3, err, sizeof(err)) != 0
+       && ts_categories_add_name(&cats, "a\"b", 3, err, sizeof(err)) != 0
+       && ts_categories_add_name(&cats, "a\\b", 3, err, sizeof(err)) != 0
+       && ts_categories_add_name(&cats, "a\tb", 3, err, sizeof(err)) != 0
+       && ts_categories_add_name(&cats, "a\x7f", 2, err, sizeof(err)) != 0
+       && ts_categories_add_name(&cats, "\xc3\xa9", 2, err, sizeof(err))
+          != 0,
+       "spaces, commas, quotes, backslashes and non-ASCII are refused");
+    ok(ts_categories_add_name(&cats, "", 0, err, sizeof(err)) != 0
+       && ts_categories_add_name(&cats, "0123456789012345678901234567890x",
+                                 32, err, sizeof(err)) != 0,
+       "an empty or a 32-character scope name is refused");
+    ok(cats.nnames == 2, "refused scope names take no bit");
+
+    ts_categories_init(&cats);
+
+    for (i = 0; i < TS_NAMES_MAX; i++) {
+        n = (size_t) snprintf(name, sizeof(name), "scope%u", (unsigned) i);
+        if (ts_categories_add_name(&cats, name, n, err, sizeof(err)) != 0) {
+            break;
+        }
+    }
+
+    ok(i == TS_NAMES_MAX && cats.nnames == TS_NAMES_MAX
+       && ts_categories_find(&cats, "scope63", 7)->bit == 63,
+       "64 scope names can be declared");
+    ok(ts_categories_add_name(&cats, "scope64", 7, err, sizeof(err)) != 0
+       && strstr(err, "too many") != NULL && cats.nnames == TS_NAMES_MAX,
+       "the 65th scope name is refused");
+    ok(ts_categories_add_name(&cats, "scope0", 6, err, sizeof(err)) == 0,
+       "a declared name is still accepted when the table is full");
+
+    names_init(&cats);
+
+    ok(ts_categories_parse(&cats,
+                           (unsigned char *) "marketplace write_orders,"
+                           "analytics read_catalog", 47, &req, &bad) == 0
+       && req.categories == ((1 << 4) | (1 << 2)) && req.names == 3
+       && !req.common,
+       "categories and scope names parse into their own masks");
+    ok(ts_categories_parse(&cats, (unsigned char *) "write_orders", 12, &req,
+                           &bad) == 0
+       && req.categories == 0 && req.names == 2 && !req.common,
+       "a scope name alone needs no category");
+    ok(ts_categories_parse(&cats, (unsigned char *) "all read_catalog", 16,
+                           &req, &bad) == 0
+       && req.common && req.names == 1 && req.categories == 0,
+       "all and a scope name parse together");
+    ok(ts_categories_parse(&cats, (unsigned char *) "read_catalog read_x",
+                           19, &req, &bad) != 0
+       && bad.len == 6 && memcmp(bad.data, "read_x", 6) == 0,
+       "an undeclared scope name is reported");
+
+    categories = 0;
+    names = 0;
+    ts_categories_grant(&cats, (unsigned char *) "nope read_catalog,"
+                        "marketplace all,prices unknown:scope", 54,
+                        &categories, &names);
+    ok(categories == ((1 << 4) | (1 << 3)) && names == 1,
+       "a grant maps categories and scope names, ignoring unknown ones");
+
+    names = 0;
+    ts_categories_grant(&cats, (unsigned char *) "marketplace write_orders",
+                        24, NULL, &names);
+    ok(names == 2, "without a categories mask only scope names are granted");
+
+    categories = 0;
+    names = 0;
+    ts_categories_grant(&cats, (unsigned char *) "nope, ,all", 10,
+                        &categories, &names);
+    ok(categories == 0 && names == 0, "unknown names and all grant nothing");
+
+    ts_categories_grant(&cats, (unsigned char *) "", 0, &categories, &names);
+    ok(categories == 0 && names == 0, "an empty list grants nothing");
+
+    n = ts_categories_format(&cats, (1 << 4) | TS_READONLY_MASK,
+                             3 | ((uint64_t) 1 << 5), ',', buf, sizeof(buf));
+    ok(n == strlen("marketplace,read_catalog,write_orders,bit5")
+       && memcmp(buf, "marketplace,read_catalog,write_orders,bit5", n) == 0,
+       "categories format first, then scope names");
+
+    n = ts_categories_format(&cats, 0, 2, ' ', buf, sizeof(buf));
+    ok(n == strlen("write_orders") && memcmp(buf, "write_orders", n) == 0,
+       "scope names format alone");
+
+    n = ts_categories_format(&cats, 1, 1, ' ', buf, sizeof(buf));
+    ok(n == strlen("bit0 read_catalog")
+       && memcmp(buf, "bit0 read_catalog", n) == 0,
+       "bit 0 of the categories is not the scope of bit 0 of names");
+
+    n = ts_categories_format(&cats, 0, 0, ',', buf, sizeof(buf));
+    ok(n == 0, "nothing formats as nothing");
+
+    n = ts_categories_format(&cats, 1 << 4, 3, ',', buf, 20);
+    ok(n < 20 && strncmp(buf, "marketplace", 11) == 0,
+       "a short buffer is not overrun");
+}
+
+
+/* named scopes from the "scope", "scp" and "scopes" claims of a JWT */
+
+static void
+test_scope_claims(void)
+{
+    ts_token_t       tok;
+    ts_categories_t  cats, plain;
+
+    names_init(&cats);
+    ts_categories_init(&plain);
+
+    ok(parse_claims_with(&tok, "{\"exp\":1,\"acc\":1,"
+                         "\"scope\":\"read_catalog write_orders nope\"}",
+                         &cats) == TS_OK && tok.names == 3,
+       "a scope string grants the names it lists");
+    ok(parse_claims_with(&tok, "{\"exp\":1,\"scope\":\"marketplace "
+                         "read_catalog\"}", &cats) == TS_OK
+       && tok.names == 1 && tok.scope == 0,
+       "a category in scope grants no category");
+    ok(parse_claims_with(&tok, "{\"exp\":1,\"scp\":[\"write_orders\","
+                         "\"nope\"]}", &cats) == TS_OK && tok.names == 2,
+       "an scp array grants the names it lists");
+    ok(parse_claims_with(&tok, "{\"exp\":1,\"scopes\":[\"read_catalog\","
+                         "\"write_orders\"]}", &cats) == TS_OK
+       && tok.names == 3,
+       "a scopes array grants the names it lists");
+    ok(parse_claims_with(&tok, "{\"exp\":1,\"scp\":\"write_orders\"}", &cats)
+       == TS_OK && tok.names == 2
+       && parse_claims_with(&tok, "{\"exp\":1,\"scopes\":\"read_catalog\"}",
+                            &cats) == TS_OK && tok.names == 1,
+       "scp and scopes may be strings");
+    ok(parse_claims_with(&tok, "{\"exp\":1,\"scope\":\"read_catalog\","
+                         "\"scp\":[\"write_orders\"]}", &cats) == TS_OK
+       && tok.names == 3,
+       "scope and scp add up");
+    ok(parse_claims_with(&tok, "{\"exp\":1,\"scp\":[],\"scope\":\"\"}",
+                         &cats) == TS_OK && tok.names == 0,
+       "empty scopes grant nothing");
+    ok(parse_claims_with(&tok, "{\"exp\":1,\"scp\":[\"read_catalog "
+                         "write_orders\"]}", &cats) == TS_OK
+       && tok.names == 3,
+       "an array item is a list too");
+    ok(parse_claims_with(&tok, "{\"exp\":1,\"scope\":\"read_catalog\\u0000x"
+                         "\"}", &cats) == TS_MALFORMED,
+       "a scope with a NUL in it is malformed");
+
+    ok(parse_claims_with(&tok, "{\"exp\":1,\"scope\":5}", &cats)
+       == TS_MALFORMED && strstr(tok.error, "scope") != NULL,
+       "a number scope is malformed");
+    ok(parse_claims_with(&tok, "{\"exp\":1,\"scp\":[\"read_catalog\",1]}",
+                         &cats) == TS_MALFORMED,
+       "an scp array with a number is malformed");
+    ok(parse_claims_with(&tok, "{\"exp\":1,\"scopes\":[[\"read_catalog\"]]}",
+                         &cats) == TS_MALFORMED,
+       "a nested scopes array is malformed");
+    ok(parse_claims_with(&tok, "{\"exp\":1,\"scope\":null}", &cats)
+       == TS_MALFORMED
+       && parse_claims_with(&tok, "{\"exp\":1,\"scp\":true}", &cats)
+          == TS_MALFORMED
+       && parse_claims_with(&tok, "{\"exp\":1,\"scopes\":{\"a\":1}}", &cats)
+          == TS_MALFORMED,
+       "a null, boolean or object scope is malformed");
+    ok(parse_claims_with(&tok, "{\"exp\":1,\"scope\":\"a\",\"scope\":\"b\"}",
+                         &cats) == TS_MALFORMED,
+       "a duplicate scope is malformed");
+
+    ok(parse_claims_with(&tok, "{\"exp\":1,\"scope\":\"read_catalog\","
+                         "\"scp\":5}", NULL) == TS_OK && tok.names == 0,
+       "scope claims are ignored without a name table");
+    ok(parse_claims_with(&tok, "{\"exp\":1,\"scope\":\"marketplace\","
+                         "\"scopes\":[1]}", &plain) == TS_OK
+       && tok.names == 0 && tok.scope == 0,
+       "scope claims are ignored without declared scope names");
+    ok(parse_claims_with(&tok, "{\"exp\":1,\"acc\":1,\"s\":16,"
+                         "\"scp\":[\"read_catalog\"]}", &cats) == TS_OK
+       && tok.scope == 16 && tok.names == 1 && tok.type == TS_TYPE_BASE,
+       "s and scp are parsed side by side");
+}
+
+
 static void
 test_decide(void)
 {
-    uint64_t     missing;
-    ts_token_t   tok;
-    ts_policy_t  policy;
+    ts_token_t     tok;
+    ts_policy_t    policy;
+    ts_required_t  missing;
 
     memset(&tok, 0, sizeof(tok));
     memset(&policy, 0, sizeof(policy));
 
     tok.type = TS_TYPE_BASE;
     tok.scope = (1 << 4) | TS_READONLY_MASK;
-    policy.required = 1 << 4;
+    policy.required.categories = 1 << 4;
     policy.legacy = 1;
 
     ok(ts_decide(&policy, &tok, &missing) == TS_OK, "a granted read passes");
@@ -524,11 +819,12 @@ test_decide(void)
        "a read-only token cannot write");
 
     policy.write = 0;
-    policy.required = (1 << 4) | (1 << 5);
+    policy.required.categories = (1 << 4) | (1 << 5);
     ok(ts_decide(&policy, &tok, &missing) == TS_CATEGORY
-       && missing == (1 << 5), "a missing category is named");
+       && missing.categories == (1 << 5) && missing.names == 0,
+       "a missing category is named");
 
-    policy.required = 0;
+    policy.required.categories = 0;
     policy.sandbox = 1;
     ok(ts_decide(&policy, &tok, &missing) == TS_ENVIRONMENT,
        "sandbox refuses production tokens");
@@ -551,6 +847,179 @@ test_decide(void)
     policy.legacy = 0;
     ok(ts_decide(&policy, &tok, &missing) == TS_TOKEN_TYPE,
        "legacy tokens can be switched off");
+}
+
+
+static void
+test_decide_scopes(void)
+{
+    ts_token_t     tok;
+    ts_policy_t    policy;
+    ts_required_t  missing;
+
+    memset(&tok, 0, sizeof(tok));
+    memset(&policy, 0, sizeof(policy));
+
+    /* named scopes */
+    tok.type = TS_TYPE_BASE;
+    tok.scope = 1 << 4;
+    tok.names = 1;
+    policy.required.categories = 1 << 4;
+    policy.required.names = 3;
+
+    ok(ts_decide(&policy, &tok, &missing) == TS_SCOPE
+       && missing.names == 2 && missing.categories == 0,
+       "a missing scope name is named");
+
+    tok.names = 7;
+    ok(ts_decide(&policy, &tok, &missing) == TS_OK
+       && missing.names == 0 && missing.categories == 0,
+       "granted scope names pass");
+
+    tok.names = 0;
+    tok.scope = 0;
+    ok(ts_decide(&policy, &tok, &missing) == TS_CATEGORY
+       && missing.categories == 1 << 4,
+       "categories are checked before scope names");
+
+    tok.scope = (1 << 4) | TS_READONLY_MASK;
+    tok.names = 3;
+    policy.write = 1;
+    ok(ts_decide(&policy, &tok, &missing) == TS_READ_ONLY,
+       "a read-only token with the scopes still cannot write");
+
+    tok.names = 1;
+    ok(ts_decide(&policy, &tok, &missing) == TS_SCOPE,
+       "scope names are checked before the read-only flag");
+
+    /* secret tokens follow the ordinary rules */
+    memset(&tok, 0, sizeof(tok));
+    memset(&policy, 0, sizeof(policy));
+
+    tok.type = TS_TYPE_SECRET;
+    tok.opaque = 1;
+    tok.no_exp = 1;
+    tok.scope = 1 << 4;
+    tok.names = 1;
+    policy.required.categories = 1 << 4;
+    policy.required.names = 1;
+
+    ok(ts_decide(&policy, &tok, &missing) == TS_OK,
+       "a secret token with the scopes passes");
+
+    policy.write = 1;
+    ok(ts_decide(&policy, &tok, &missing) == TS_OK,
+       "a secret token with the scopes writes");
+
+    policy.required.names = 3;
+    ok(ts_decide(&policy, &tok, &missing) == TS_SCOPE && missing.names == 2,
+       "a secret token needs the scope names");
+
+    policy.required.names = 1;
+    policy.required.categories = (1 << 4) | (1 << 5);
+    policy.public_ok = 1;
+    policy.public_write = 1;
+    ok(ts_decide(&policy, &tok, &missing) == TS_CATEGORY
+       && missing.categories == 1 << 5,
+       "a public location grants a secret token nothing");
+
+    policy.required.categories = 1 << 4;
+    tok.scope |= TS_READONLY_MASK;
+    ok(ts_decide(&policy, &tok, &missing) == TS_READ_ONLY,
+       "a read-only secret token cannot write");
+
+    tok.scope &= ~TS_READONLY_MASK;
+    policy.types = TS_TYPE_BIT(TS_TYPE_BASE) | TS_TYPE_BIT(TS_TYPE_PUBLIC);
+    ok(ts_decide(&policy, &tok, &missing) == TS_TOKEN_TYPE,
+       "secret tokens can be left out of the types");
+
+    policy.types = TS_TYPE_BIT(TS_TYPE_SECRET);
+    ok(ts_decide(&policy, &tok, &missing) == TS_OK,
+       "secret tokens can be the only type");
+
+    /* public tokens */
+    memset(&tok, 0, sizeof(tok));
+    memset(&policy, 0, sizeof(policy));
+
+    tok.type = TS_TYPE_PUBLIC;
+    tok.opaque = 1;
+    tok.scope = (1 << 4) | (1 << 5);
+    tok.names = 3;
+    policy.required.categories = 1 << 4;
+    policy.required.names = 1;
+
+    ok(ts_decide(&policy, &tok, &missing) == TS_PUBLIC_TOKEN,
+       "a public token is refused where public tokens are not allowed");
+
+    policy.write = 1;
+    policy.public_write = 1;
+    ok(ts_decide(&policy, &tok, &missing) == TS_PUBLIC_TOKEN,
+       "public_write alone does not let a public token in");
+
+    policy.write = 0;
+    policy.public_write = 0;
+    policy.public_ok = 1;
+    tok.scope = 0;
+    tok.names = 0;
+    policy.required.categories = (1 << 4) | (1 << 5);
+    policy.required.names = 3;
+    ok(ts_decide(&policy, &tok, &missing) == TS_OK
+       && missing.categories == 0 && missing.names == 0,
+       "a public token reads a public location whatever its scopes");
+
+    tok.scope = TS_READONLY_MASK;
+    ok(ts_decide(&policy, &tok, &missing) == TS_OK,
+       "a read-only public token reads a public location");
+
+    tok.scope = (1 << 4) | (1 << 5);
+    tok.names = 3;
+    policy.write = 1;
+    ok(ts_decide(&policy, &tok, &missing) == TS_READ_ONLY,
+       "a public token cannot write without public_write");
+
+    policy.public_write = 1;
+    ok(ts_decide(&policy, &tok, &missing) == TS_OK,
+       "a public token with the scopes writes with public_write");
+
+    tok.names = 1;
+    ok(ts_decide(&policy, &tok, &missing) == TS_SCOPE
+       && missing.names == 2 && missing.categories == 0,
+       "a public token's write needs the scope names");
+
+    tok.names = 3;
+    tok.scope = 1 << 5;
+    ok(ts_decide(&policy, &tok, &missing) == TS_CATEGORY
+       && missing.categories == 1 << 4,
+       "a public token's write needs the categories");
+
+    tok.scope = (1 << 4) | (1 << 5) | TS_READONLY_MASK;
+    ok(ts_decide(&policy, &tok, &missing) == TS_READ_ONLY,
+       "a read-only public token cannot write with public_write");
+
+    tok.scope &= ~TS_READONLY_MASK;
+    policy.sandbox = 1;
+    ok(ts_decide(&policy, &tok, &missing) == TS_ENVIRONMENT,
+       "the environment is checked before public tokens");
+
+    policy.sandbox = 0;
+    policy.write = 0;
+    policy.types = TS_TYPE_BIT(TS_TYPE_SECRET);
+    ok(ts_decide(&policy, &tok, &missing) == TS_TOKEN_TYPE,
+       "the types are checked before public tokens");
+
+    ok(strcmp(ts_type_name(TS_TYPE_SECRET), "secret") == 0
+       && strcmp(ts_type_name(TS_TYPE_PUBLIC), "public") == 0
+       && ts_type_by_name("secret", 6) == TS_TYPE_SECRET
+       && ts_type_by_name("public", 6) == TS_TYPE_PUBLIC
+       && strcmp(ts_type_name(TS_TYPE_MAX), "unknown") == 0,
+       "secret and public are token types by name");
+
+    ok(strcmp(ts_reason_name(TS_SCOPE), "scope") == 0
+       && strcmp(ts_reason_name(TS_PUBLIC_TOKEN), "public_token") == 0
+       && strcmp(ts_reason_name(TS_UNKNOWN_TOKEN), "unknown_token") == 0
+       && strcmp(ts_reason_name(TS_SUBJECT), "subject") == 0
+       && strcmp(ts_reason_name(TS_REASON_MAX), "unknown") == 0,
+       "the new reasons have names");
 }
 
 
@@ -578,7 +1047,7 @@ add(ts_ops_t *ops, const char *method, const char *path, unsigned bit,
     ts_str_t  m, h, p;
 
     memset(&op, 0, sizeof(op));
-    op.required = (uint64_t) 1 << bit;
+    op.required.categories = (uint64_t) 1 << bit;
 
     m.data = (unsigned char *) method;
     m.len = strlen(method);
@@ -616,19 +1085,20 @@ test_ops(void)
     ok(ts_ops_count(ops) == 5, "five operations are counted");
 
     op = match(ops, "GET", "api.example.com", "/api/v3/orders/new");
-    ok(op && op->required == 1 << 5, "a literal segment wins");
+    ok(op && op->required.categories == 1 << 5, "a literal segment wins");
 
     op = match(ops, "GET", "api.example.com", "/api/v3/orders/42");
-    ok(op && op->required == 1 << 4
+    ok(op && op->required.categories == 1 << 4
        && strcmp(op->name, "GET api.example.com/api/v3/orders/{orderId}") == 0,
        "a template matches any segment and names the operation");
 
     op = match(ops, "GET", "api.example.com", "/api/v3/orders/new/stickers");
-    ok(op && op->required == 1 << 7,
+    ok(op && op->required.categories == 1 << 7,
        "a failed literal branch falls back to the template");
 
     op = match(ops, "GET", "api-sandbox.example.com", "/api/v3/orders/1");
-    ok(op && op->required == 1 << 4, "the sandbox twin shares the rules");
+    ok(op && op->required.categories == 1 << 4,
+       "the sandbox twin shares the rules");
 
     ok(match(ops, "POST", "api.example.com", "/api/v3/orders/1") == NULL,
        "another method does not match");
@@ -639,7 +1109,7 @@ test_ops(void)
     ok(match(ops, "GET", "api.example.com", "/api/v3/orders/1/2/3") == NULL,
        "a longer path does not match");
     op = match(ops, "GET", "api.example.com", "/");
-    ok(op && op->required == 1 << 8, "the root path matches");
+    ok(op && op->required.categories == 1 << 8, "the root path matches");
     ok(match(ops, "GET", "-sandbox", "/") == NULL,
        "a bare sandbox suffix is no twin");
 
@@ -664,10 +1134,10 @@ static void
 test_types(void)
 {
     char           err[256], text[512];
-    uint64_t       missing;
     ts_token_t     tok;
     ts_policy_t    policy;
     ts_secrets_t   secrets;
+    ts_required_t  missing;
     unsigned char  d1[TS_SHA256_LEN], d2[TS_SHA256_LEN], d3[TS_SHA256_LEN];
     char           h1[65], h2[65];
     size_t         i;
@@ -729,7 +1199,7 @@ test_types(void)
 
     policy.outside = 0;
     policy.personal_only = 1 << 16;
-    policy.required = 1 << 16;
+    policy.required.categories = 1 << 16;
     tok.scope = 1 << 16;
     ok(ts_decide(&policy, &tok, &missing) == TS_OK,
        "a personal token keeps a personal-only category");
@@ -752,7 +1222,8 @@ test_types(void)
     ts_secrets_free(&secrets);
 
     ok(ts_secrets_load(&secrets, (unsigned char *) "svc-1\n", 6, err,
-                       sizeof(err)) != 0, "a service without secret is refused");
+                       sizeof(err)) != 0,
+       "a service without secret is refused");
     ts_secrets_free(&secrets);
 }
 
@@ -845,9 +1316,13 @@ main(void)
 {
     test_parse();
     test_time();
+    test_is_jwt();
     test_verify();
     test_categories();
+    test_names();
+    test_scope_claims();
     test_decide();
+    test_decide_scopes();
     test_ops();
     test_types();
     test_revoke();
