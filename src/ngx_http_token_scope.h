@@ -28,6 +28,22 @@
 #define NGX_HTTP_TOKEN_SCOPE_REDIS_DOWN_DENY   0
 #define NGX_HTTP_TOKEN_SCOPE_REDIS_DOWN_ALLOW  1
 
+#define NGX_HTTP_TOKEN_SCOPE_PUBLIC_OFF    0
+#define NGX_HTTP_TOKEN_SCOPE_PUBLIC_READ   1
+#define NGX_HTTP_TOKEN_SCOPE_PUBLIC_WRITE  2
+
+#define NGX_HTTP_TOKEN_SCOPE_FORMAT_WB       0
+#define NGX_HTTP_TOKEN_SCOPE_FORMAT_ECWID    1
+#define NGX_HTTP_TOKEN_SCOPE_FORMAT_RFC6750  2
+
+/* where the lookup of an opaque token stands */
+#define NGX_HTTP_TOKEN_SCOPE_OPAQUE_NONE       0
+#define NGX_HTTP_TOKEN_SCOPE_OPAQUE_PENDING    1
+#define NGX_HTTP_TOKEN_SCOPE_OPAQUE_FOUND      2
+#define NGX_HTTP_TOKEN_SCOPE_OPAQUE_NOT_FOUND  3
+#define NGX_HTTP_TOKEN_SCOPE_OPAQUE_REVOKED    4
+#define NGX_HTTP_TOKEN_SCOPE_OPAQUE_FAILED     5
+
 #define NGX_HTTP_TOKEN_SCOPE_ALLOW       1
 #define NGX_HTTP_TOKEN_SCOPE_DENY        2
 #define NGX_HTTP_TOKEN_SCOPE_WOULD_DENY  3
@@ -37,6 +53,13 @@ typedef struct {
     ngx_str_t                   name;
     ts_ops_t                   *ops;
 } ngx_http_token_scope_catalog_t;
+
+
+/* a hiredis connection driven by nginx's event loop */
+typedef struct {
+    struct redisAsyncContext   *ac;
+    ngx_connection_t           *conn;
+} ngx_http_token_scope_link_t;
 
 
 typedef struct {
@@ -53,6 +76,7 @@ typedef struct {
     char                       *key_ids;
     char                       *key_sellers;
     char                       *key_secrets;
+    char                       *key_opaque;  /* prefix + "opaque:" */
     char                       *channel;
     ngx_shm_zone_t             *shm_zone;
 } ngx_http_token_scope_redis_conf_t;
@@ -94,6 +118,7 @@ typedef struct {
     ngx_http_token_scope_redis_conf_t  *redis;
     ngx_http_token_scope_cache_conf_t  *cache;
     ngx_shm_zone_t             *status_zone;
+    ngx_uint_t                  opaque;      /* some location looks up */
     ngx_array_t                 kids;        /* of ngx_str_t, for status */
     ngx_array_t                 catalogs;    /* of ..._catalog_t */
     ngx_int_t                   request_id_index;
@@ -112,8 +137,7 @@ typedef struct {
     ngx_flag_t                  enable;
     ngx_array_t                *names;       /* of ..._name_t */
     ngx_http_complex_value_t   *required_value;
-    uint64_t                    required;
-    unsigned                    common;
+    ts_required_t               required;
 
     ts_keyset_t                *keys;
     ngx_flag_t                  verify;
@@ -126,6 +150,12 @@ typedef struct {
     ngx_uint_t                  mode;
     ngx_uint_t                  deny_status;
     ngx_str_t                   origin;
+    ngx_uint_t                  error_format;
+    ngx_uint_t                  public;
+    ngx_http_complex_value_t   *subject;
+    ngx_flag_t                  opaque;
+    time_t                      opaque_ttl;
+    time_t                      opaque_miss_ttl;
     ngx_http_token_scope_catalog_t  *operations;
     ngx_uint_t                  unmatched;
 
@@ -140,17 +170,29 @@ typedef struct {
 } ngx_http_token_scope_loc_conf_t;
 
 
+typedef struct ngx_http_token_scope_lookup_s
+    ngx_http_token_scope_lookup_t;
+
 typedef struct {
     ts_token_t                  token;
     ts_reason_e                 reason;
     ngx_uint_t                  decision;
-    uint64_t                    required;
-    uint64_t                    missing;
-    unsigned                    common;
+    ts_required_t               required;
+    ts_required_t               missing;
     const ts_op_t              *op;
+
+    /* an opaque token: its digest, and the Redis lookup it waits for */
+    u_char                      digest[TS_SHA256_LEN];
+    ngx_uint_t                  opaque;      /* NGX_HTTP_TOKEN_SCOPE_OPAQUE_ */
+    ngx_uint_t                  fallback;    /* if Redis cannot answer */
+    ngx_http_token_scope_lookup_t  *lookup;
+    ngx_http_request_t         *request;
+    ngx_event_t                 wake;
+
     unsigned                    verified:1;  /* token holds trusted claims */
     unsigned                    done:1;      /* the access handler acted */
     unsigned                    failed:1;    /* a configuration error */
+    unsigned                    waiting:1;   /* phases suspended for Redis */
 } ngx_http_token_scope_ctx_t;
 
 
@@ -196,6 +238,28 @@ ts_reason_e ngx_http_token_scope_revoked(ngx_http_request_t *r,
 char *ngx_http_token_scope_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_token_scope_redis_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_token_scope_redis_link(
+    ngx_http_token_scope_redis_conf_t *rcf, ngx_http_token_scope_link_t *link,
+    ngx_log_t *log,
+    void (*on_connect)(const struct redisAsyncContext *ac, int status),
+    void (*on_disconnect)(const struct redisAsyncContext *ac, int status));
+ts_reason_e ngx_http_token_scope_opaque(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx,
+    ngx_str_t *token);
+ngx_int_t ngx_http_token_scope_opaque_wait(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx);
+ngx_int_t ngx_http_token_scope_opaque_init_process(ngx_cycle_t *cycle);
+char *ngx_http_token_scope_opaque_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+void ngx_http_token_scope_opaque_exit_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_token_scope_cache_opaque(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx);
+void ngx_http_token_scope_cache_store_opaque(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx, ngx_uint_t changes);
+ngx_uint_t ngx_http_token_scope_cache_changes(
+    ngx_http_token_scope_main_conf_t *tmcf);
+void ngx_http_token_scope_cache_forget(ngx_http_token_scope_main_conf_t *tmcf,
+    u_char *digest, ngx_log_t *log);
 void ngx_http_token_scope_redis_exit_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_token_scope_deny(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t *ctx);

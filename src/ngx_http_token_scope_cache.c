@@ -5,6 +5,12 @@
  * keyset that verified it to the token's decoded claims, so a token seen
  * before costs no base64, JSON or signature work.  Times, revocation and
  * the policy are still checked on every request.
+ *
+ * Opaque tokens share the zone, keyed by the SHA-256 of the token alone:
+ * the facts Redis gave (or that it knows no such token) for a short ttl,
+ * kept longer as a fallback for when Redis cannot answer.  A change
+ * published on the revocation channel drops the entry; a resync after a
+ * reconnect outdates them all.
  */
 
 
@@ -24,6 +30,8 @@ struct ngx_http_token_scope_cache_sh_s {
     ngx_rbtree_node_t           sentinel;
     ngx_queue_t                 lru;
     ngx_http_token_scope_cache_stats_t  stats;
+    ngx_uint_t                  epoch;       /* opaque entries of older die */
+    ngx_uint_t                  changes;     /* opaque changes published */
 };
 
 
@@ -37,8 +45,12 @@ typedef struct {
     u_char                      sid_len;
     u_char                      service_len;
     ngx_queue_t                 queue;
-    time_t                      expires;
+    time_t                      expires;     /* then the entry is dropped */
+    time_t                      fresh;       /* opaque: then Redis is asked */
+    time_t                      stored;
+    ngx_uint_t                  epoch;
     uint64_t                    scope;
+    uint64_t                    names;
     int64_t                     exp;
     int64_t                     nbf;
     int64_t                     iat;
@@ -52,6 +64,9 @@ typedef struct {
 #define NGX_HTTP_TOKEN_SCOPE_HAS_IAT  0x02
 #define NGX_HTTP_TOKEN_SCOPE_HAS_OID  0x04
 #define NGX_HTTP_TOKEN_SCOPE_TEST     0x08
+#define NGX_HTTP_TOKEN_SCOPE_NO_EXP   0x10
+#define NGX_HTTP_TOKEN_SCOPE_UNKNOWN  0x20    /* Redis has no such token */
+#define NGX_HTTP_TOKEN_SCOPE_REVOKED  0x40
 
 
 static ngx_int_t ngx_http_token_scope_cache_init_zone(ngx_shm_zone_t *zone,
@@ -62,8 +77,16 @@ static ngx_http_token_scope_cache_node_t *ngx_http_token_scope_cache_find(
     ngx_http_token_scope_cache_sh_t *sh, u_char *digest);
 static void ngx_http_token_scope_cache_expire(
     ngx_http_token_scope_cache_conf_t *ccf, ngx_uint_t n);
+static ngx_int_t ngx_http_token_scope_cache_copy(ngx_http_request_t *r,
+    ngx_http_token_scope_cache_node_t *node, ts_token_t *tok);
 static u_char *ngx_http_token_scope_cache_str(u_char *p, ts_str_t *s,
     u_char **to);
+static void ngx_http_token_scope_cache_put(ngx_http_request_t *r,
+    ts_token_t *tok, u_char *digest, time_t expires, time_t fresh,
+    ngx_uint_t flags);
+static void ngx_http_token_scope_cache_delete(
+    ngx_http_token_scope_cache_conf_t *ccf,
+    ngx_http_token_scope_cache_node_t *node);
 
 
 /*
@@ -77,8 +100,7 @@ ngx_http_token_scope_cache_lookup(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ngx_str_t *token, ts_token_t *tok,
     u_char *digest)
 {
-    u_char                              *p, *to;
-    size_t                               len;
+    ngx_int_t                            rc;
     ngx_slab_pool_t                     *shpool;
     ngx_http_token_scope_cache_sh_t     *sh;
     ngx_http_token_scope_cache_node_t   *node;
@@ -88,7 +110,7 @@ ngx_http_token_scope_cache_lookup(ngx_http_request_t *r,
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
     ccf = tmcf->cache;
 
-    if (ccf == NULL || !tlcf->verify) {
+    if (ccf == NULL || !tlcf->verify || tlcf->keys == NULL) {
         return NGX_DECLINED;
     }
 
@@ -118,41 +140,129 @@ ngx_http_token_scope_cache_lookup(ngx_http_request_t *r,
 
     sh->stats.hits++;
 
+    rc = ngx_http_token_scope_cache_copy(r, node, tok);
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return rc;
+}
+
+
+/*
+ * The cached facts of an opaque token (ctx->digest) into ctx->token and
+ * ctx->opaque.  NGX_OK: fresh; NGX_AGAIN: Redis must be asked again, the
+ * facts are the fallback the location's redis_down policy still allows;
+ * NGX_DECLINED: nothing usable is cached.
+ */
+
+ngx_int_t
+ngx_http_token_scope_cache_opaque(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx)
+{
+    time_t                              now;
+    ngx_int_t                           rc;
+    ngx_slab_pool_t                    *shpool;
+    ngx_http_token_scope_cache_sh_t    *sh;
+    ngx_http_token_scope_cache_node_t  *node;
+    ngx_http_token_scope_main_conf_t   *tmcf;
+    ngx_http_token_scope_cache_conf_t  *ccf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
+    ccf = tmcf->cache;
+
+    if (ccf == NULL) {
+        return NGX_DECLINED;
+    }
+
+    shpool = (ngx_slab_pool_t *) ccf->shm_zone->shm.addr;
+    sh = ccf->sh;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    node = ngx_http_token_scope_cache_find(sh, ctx->digest);
+    now = ngx_time();
+
+    if (node == NULL || node->expires <= now
+        || (tlcf->redis_down == NGX_HTTP_TOKEN_SCOPE_REDIS_DOWN_DENY
+            && node->stored + tmcf->redis->max_stale <= now))
+    {
+        sh->stats.misses++;
+        ngx_shmtx_unlock(&shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    if (node->fresh <= now || node->epoch != sh->epoch) {
+        sh->stats.misses++;
+        rc = NGX_AGAIN;
+
+    } else {
+        sh->stats.hits++;
+        ngx_queue_remove(&node->queue);
+        ngx_queue_insert_head(&sh->lru, &node->queue);
+        rc = NGX_OK;
+    }
+
+    if (ngx_http_token_scope_cache_copy(r, node, &ctx->token) != NGX_OK) {
+        rc = NGX_DECLINED;
+    }
+
+    ctx->opaque = (node->flags & NGX_HTTP_TOKEN_SCOPE_UNKNOWN)
+                  ? NGX_HTTP_TOKEN_SCOPE_OPAQUE_NOT_FOUND
+                  : (node->flags & NGX_HTTP_TOKEN_SCOPE_REVOKED)
+                    ? NGX_HTTP_TOKEN_SCOPE_OPAQUE_REVOKED
+                    : NGX_HTTP_TOKEN_SCOPE_OPAQUE_FOUND;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return rc;
+}
+
+
+/* called with the zone locked */
+
+static ngx_int_t
+ngx_http_token_scope_cache_copy(ngx_http_request_t *r,
+    ngx_http_token_scope_cache_node_t *node, ts_token_t *tok)
+{
+    u_char  *p, *to;
+    size_t   len;
+
     len = node->kid_len + node->id_len + node->sid_len + node->service_len;
 
     /* a pool allocation under a spinlock is only a pointer bump */
     to = ngx_pnalloc(r->pool, len + 1);
-
-    if (to != NULL) {
-        ngx_memzero(tok, sizeof(ts_token_t));
-
-        tok->alg = node->alg;
-        tok->type = node->type;
-        tok->scope = node->scope;
-        tok->exp = node->exp;
-        tok->nbf = node->nbf;
-        tok->iat = node->iat;
-        tok->oid = node->oid;
-        tok->has_nbf = (node->flags & NGX_HTTP_TOKEN_SCOPE_HAS_NBF) != 0;
-        tok->has_iat = (node->flags & NGX_HTTP_TOKEN_SCOPE_HAS_IAT) != 0;
-        tok->has_oid = (node->flags & NGX_HTTP_TOKEN_SCOPE_HAS_OID) != 0;
-        tok->test = (node->flags & NGX_HTTP_TOKEN_SCOPE_TEST) != 0;
-
-        p = node->data;
-
-        tok->kid.len = node->kid_len;
-        p = ngx_http_token_scope_cache_str(p, &tok->kid, &to);
-        tok->id.len = node->id_len;
-        p = ngx_http_token_scope_cache_str(p, &tok->id, &to);
-        tok->sid.len = node->sid_len;
-        p = ngx_http_token_scope_cache_str(p, &tok->sid, &to);
-        tok->service.len = node->service_len;
-        (void) ngx_http_token_scope_cache_str(p, &tok->service, &to);
+    if (to == NULL) {
+        return NGX_DECLINED;
     }
 
-    ngx_shmtx_unlock(&shpool->mutex);
+    ngx_memzero(tok, sizeof(ts_token_t));
 
-    return to ? NGX_OK : NGX_DECLINED;
+    tok->alg = node->alg;
+    tok->type = node->type;
+    tok->scope = node->scope;
+    tok->names = node->names;
+    tok->exp = node->exp;
+    tok->nbf = node->nbf;
+    tok->iat = node->iat;
+    tok->oid = node->oid;
+    tok->has_nbf = (node->flags & NGX_HTTP_TOKEN_SCOPE_HAS_NBF) != 0;
+    tok->has_iat = (node->flags & NGX_HTTP_TOKEN_SCOPE_HAS_IAT) != 0;
+    tok->has_oid = (node->flags & NGX_HTTP_TOKEN_SCOPE_HAS_OID) != 0;
+    tok->test = (node->flags & NGX_HTTP_TOKEN_SCOPE_TEST) != 0;
+    tok->no_exp = (node->flags & NGX_HTTP_TOKEN_SCOPE_NO_EXP) != 0;
+
+    p = node->data;
+
+    tok->kid.len = node->kid_len;
+    p = ngx_http_token_scope_cache_str(p, &tok->kid, &to);
+    tok->id.len = node->id_len;
+    p = ngx_http_token_scope_cache_str(p, &tok->id, &to);
+    tok->sid.len = node->sid_len;
+    p = ngx_http_token_scope_cache_str(p, &tok->sid, &to);
+    tok->service.len = node->service_len;
+    (void) ngx_http_token_scope_cache_str(p, &tok->service, &to);
+
+    return NGX_OK;
 }
 
 
@@ -172,9 +282,165 @@ void
 ngx_http_token_scope_cache_store(ngx_http_request_t *r, ts_token_t *tok,
     u_char *digest)
 {
+    time_t                              expires;
+    ngx_http_token_scope_main_conf_t   *tmcf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
+
+    expires = ngx_min(ngx_time() + tmcf->cache->max_ttl, (time_t) tok->exp);
+
+    ngx_http_token_scope_cache_put(r, tok, digest, expires, expires, 0);
+}
+
+
+/*
+ * After a Redis answer: fresh for the location's ttl, then a fallback for
+ * when Redis cannot answer; not stored if a change was published while
+ * Redis was asked, since the answer may predate it.
+ */
+
+void
+ngx_http_token_scope_cache_store_opaque(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx, ngx_uint_t changes)
+{
+    time_t                              now, fresh, expires;
+    ngx_uint_t                          flags;
+    ngx_slab_pool_t                    *shpool;
+    ngx_http_token_scope_main_conf_t   *tmcf;
+    ngx_http_token_scope_loc_conf_t    *tlcf;
+    ngx_http_token_scope_cache_node_t  *node;
+    ngx_http_token_scope_cache_conf_t  *ccf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_token_scope_module);
+    ccf = tmcf->cache;
+
+    if (ccf == NULL) {
+        return;
+    }
+
+    now = ngx_time();
+    flags = 0;
+
+    switch (ctx->opaque) {
+
+    case NGX_HTTP_TOKEN_SCOPE_OPAQUE_FOUND:
+        fresh = now + tlcf->opaque_ttl;
+        break;
+
+    case NGX_HTTP_TOKEN_SCOPE_OPAQUE_REVOKED:
+        fresh = now + tlcf->opaque_ttl;
+        flags = NGX_HTTP_TOKEN_SCOPE_REVOKED;
+        break;
+
+    default: /* NGX_HTTP_TOKEN_SCOPE_OPAQUE_NOT_FOUND */
+        fresh = now + tlcf->opaque_miss_ttl;
+        flags = NGX_HTTP_TOKEN_SCOPE_UNKNOWN;
+        break;
+    }
+
+    /* kept as the fallback as long as redis_down=allow could use it */
+    expires = ngx_max(fresh, now + ccf->max_ttl);
+
+    if (!ctx->token.no_exp) {
+        expires = ngx_min(expires, (time_t) ctx->token.exp);
+        fresh = ngx_min(fresh, expires);
+    }
+
+    shpool = (ngx_slab_pool_t *) ccf->shm_zone->shm.addr;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (ccf->sh->changes != changes) {
+        ngx_shmtx_unlock(&shpool->mutex);
+        return;
+    }
+
+    /* a stale entry makes room for the new answer */
+    node = ngx_http_token_scope_cache_find(ccf->sh, ctx->digest);
+
+    if (node != NULL) {
+        ngx_http_token_scope_cache_delete(ccf, node);
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    ngx_http_token_scope_cache_put(r, &ctx->token, ctx->digest, expires,
+                                   fresh, flags);
+}
+
+
+ngx_uint_t
+ngx_http_token_scope_cache_changes(ngx_http_token_scope_main_conf_t *tmcf)
+{
+    ngx_uint_t        changes;
+    ngx_slab_pool_t  *shpool;
+
+    if (tmcf->cache == NULL) {
+        return 0;
+    }
+
+    shpool = (ngx_slab_pool_t *) tmcf->cache->shm_zone->shm.addr;
+
+    ngx_shmtx_lock(&shpool->mutex);
+    changes = tmcf->cache->sh->changes;
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return changes;
+}
+
+
+/*
+ * A change of the opaque token with this digest was published; with
+ * digest NULL, Redis was out of reach and any opaque token may have
+ * changed: all entries are outdated (kept only as a fallback).
+ */
+
+void
+ngx_http_token_scope_cache_forget(ngx_http_token_scope_main_conf_t *tmcf,
+    u_char *digest, ngx_log_t *log)
+{
+    ngx_slab_pool_t                    *shpool;
+    ngx_http_token_scope_cache_node_t  *node;
+    ngx_http_token_scope_cache_conf_t  *ccf;
+
+    ccf = tmcf->cache;
+
+    if (ccf == NULL) {
+        return;
+    }
+
+    shpool = (ngx_slab_pool_t *) ccf->shm_zone->shm.addr;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    ccf->sh->changes++;
+
+    if (digest == NULL) {
+        ccf->sh->epoch++;
+
+    } else {
+        node = ngx_http_token_scope_cache_find(ccf->sh, digest);
+
+        if (node != NULL) {
+            ngx_http_token_scope_cache_delete(ccf, node);
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "token scope cache: opaque %s forgotten",
+                   digest ? "token" : "tokens");
+}
+
+
+static void
+ngx_http_token_scope_cache_put(ngx_http_request_t *r, ts_token_t *tok,
+    u_char *digest, time_t expires, time_t fresh, ngx_uint_t flags)
+{
     u_char                              *p;
     size_t                               size;
-    time_t                               expires;
     ngx_uint_t                           alert;
     ngx_slab_pool_t                     *shpool;
     ngx_rbtree_node_t                   *rb;
@@ -191,8 +457,6 @@ ngx_http_token_scope_cache_store(ngx_http_request_t *r, ts_token_t *tok,
     {
         return;
     }
-
-    expires = ngx_min(ngx_time() + ccf->max_ttl, (time_t) tok->exp);
 
     if (expires <= ngx_time()) {
         return;
@@ -243,16 +507,22 @@ ngx_http_token_scope_cache_store(ngx_http_request_t *r, ts_token_t *tok,
 
     node->alg = (u_char) tok->alg;
     node->type = (u_char) tok->type;
-    node->flags = (tok->has_nbf ? NGX_HTTP_TOKEN_SCOPE_HAS_NBF : 0)
+    node->flags = flags
+                  | (tok->has_nbf ? NGX_HTTP_TOKEN_SCOPE_HAS_NBF : 0)
                   | (tok->has_iat ? NGX_HTTP_TOKEN_SCOPE_HAS_IAT : 0)
                   | (tok->has_oid ? NGX_HTTP_TOKEN_SCOPE_HAS_OID : 0)
-                  | (tok->test ? NGX_HTTP_TOKEN_SCOPE_TEST : 0);
+                  | (tok->test ? NGX_HTTP_TOKEN_SCOPE_TEST : 0)
+                  | (tok->no_exp ? NGX_HTTP_TOKEN_SCOPE_NO_EXP : 0);
     node->kid_len = (u_char) tok->kid.len;
     node->id_len = (u_char) tok->id.len;
     node->sid_len = (u_char) tok->sid.len;
     node->service_len = (u_char) tok->service.len;
     node->expires = expires;
+    node->fresh = fresh;
+    node->stored = ngx_time();
+    node->epoch = sh->epoch;
     node->scope = tok->scope;
+    node->names = tok->names;
     node->exp = tok->exp;
     node->nbf = tok->nbf;
     node->iat = tok->iat;
@@ -361,12 +631,9 @@ ngx_http_token_scope_cache_expire(ngx_http_token_scope_cache_conf_t *ccf,
 {
     ngx_uint_t                          i;
     ngx_queue_t                        *q;
-    ngx_slab_pool_t                    *shpool;
-    ngx_rbtree_node_t                  *node;
     ngx_http_token_scope_cache_sh_t    *sh;
     ngx_http_token_scope_cache_node_t  *cn;
 
-    shpool = (ngx_slab_pool_t *) ccf->shm_zone->shm.addr;
     sh = ccf->sh;
 
     for (i = 0; i < (n ? 2 : NGX_HTTP_TOKEN_SCOPE_CACHE_EVICT); i++) {
@@ -386,16 +653,28 @@ ngx_http_token_scope_cache_expire(ngx_http_token_scope_cache_conf_t *ccf,
             sh->stats.evictions++;
         }
 
-        ngx_queue_remove(q);
-
-        node = (ngx_rbtree_node_t *)
-                   ((u_char *) cn - offsetof(ngx_rbtree_node_t, color));
-
-        ngx_rbtree_delete(&sh->rbtree, node);
-        ngx_slab_free_locked(shpool, node);
-
-        sh->stats.entries--;
+        ngx_http_token_scope_cache_delete(ccf, cn);
     }
+}
+
+
+/* called with the zone locked */
+
+static void
+ngx_http_token_scope_cache_delete(ngx_http_token_scope_cache_conf_t *ccf,
+    ngx_http_token_scope_cache_node_t *cn)
+{
+    ngx_rbtree_node_t  *node;
+
+    ngx_queue_remove(&cn->queue);
+
+    node = (ngx_rbtree_node_t *)
+               ((u_char *) cn - offsetof(ngx_rbtree_node_t, color));
+
+    ngx_rbtree_delete(&ccf->sh->rbtree, node);
+    ngx_slab_free_locked((ngx_slab_pool_t *) ccf->shm_zone->shm.addr, node);
+
+    ccf->sh->stats.entries--;
 }
 
 

@@ -19,6 +19,8 @@ static ngx_int_t ngx_http_token_scope_required(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx);
 static ts_reason_e ngx_http_token_scope_check(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx);
+static ts_reason_e ngx_http_token_scope_subject(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx);
 static ngx_int_t ngx_http_token_scope_get_token(ngx_http_request_t *r,
     ngx_str_t *token);
 static ngx_int_t ngx_http_token_scope_client_secret(ngx_http_request_t *r,
@@ -37,7 +39,7 @@ static void *ngx_http_token_scope_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
 static ngx_int_t ngx_http_token_scope_resolve(ngx_conf_t *cf,
-    ngx_array_t *names, uint64_t *mask, unsigned *common);
+    ngx_array_t *names, ts_required_t *req);
 static ngx_array_t *ngx_http_token_scope_names(ngx_conf_t *cf);
 static char *ngx_http_token_scope(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -53,7 +55,13 @@ static char *ngx_http_token_scope_personal_only(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_token_scope_personal_from(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_token_scope_scope(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_int_t ngx_http_token_scope_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_token_scope_preaccess_handler(
+    ngx_http_request_t *r);
+static ngx_int_t ngx_http_token_scope_init_process(ngx_cycle_t *cycle);
+static void ngx_http_token_scope_exit_process(ngx_cycle_t *cycle);
 
 
 static ngx_conf_post_t  ngx_http_token_scope_verify_post = {
@@ -79,6 +87,22 @@ static ngx_conf_enum_t  ngx_http_token_scope_environments[] = {
 static ngx_conf_enum_t  ngx_http_token_scope_redis_down[] = {
     { ngx_string("deny"), NGX_HTTP_TOKEN_SCOPE_REDIS_DOWN_DENY },
     { ngx_string("allow"), NGX_HTTP_TOKEN_SCOPE_REDIS_DOWN_ALLOW },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_token_scope_publics[] = {
+    { ngx_string("off"), NGX_HTTP_TOKEN_SCOPE_PUBLIC_OFF },
+    { ngx_string("on"), NGX_HTTP_TOKEN_SCOPE_PUBLIC_READ },
+    { ngx_string("write"), NGX_HTTP_TOKEN_SCOPE_PUBLIC_WRITE },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_token_scope_formats[] = {
+    { ngx_string("wb"), NGX_HTTP_TOKEN_SCOPE_FORMAT_WB },
+    { ngx_string("ecwid"), NGX_HTTP_TOKEN_SCOPE_FORMAT_ECWID },
+    { ngx_string("rfc6750"), NGX_HTTP_TOKEN_SCOPE_FORMAT_RFC6750 },
     { ngx_null_string, 0 }
 };
 
@@ -253,6 +277,41 @@ static ngx_command_t  ngx_http_token_scope_commands[] = {
       0,
       NULL },
 
+    { ngx_string("token_scope_scope"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_token_scope_scope,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("token_scope_public"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_token_scope_loc_conf_t, public),
+      &ngx_http_token_scope_publics },
+
+    { ngx_string("token_scope_opaque"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      ngx_http_token_scope_opaque_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("token_scope_subject"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_token_scope_loc_conf_t, subject),
+      NULL },
+
+    { ngx_string("token_scope_error_format"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_token_scope_loc_conf_t, error_format),
+      &ngx_http_token_scope_formats },
+
       ngx_null_command
 };
 
@@ -279,10 +338,10 @@ ngx_module_t  ngx_http_token_scope_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    ngx_http_token_scope_redis_init_process, /* init process */
+    ngx_http_token_scope_init_process,     /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    ngx_http_token_scope_redis_exit_process, /* exit process */
+    ngx_http_token_scope_exit_process,     /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -307,6 +366,10 @@ ngx_http_token_scope_handler(ngx_http_request_t *r)
     ctx = ngx_http_token_scope_evaluate(r);
     if (ctx == NULL || ctx->failed) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->opaque == NGX_HTTP_TOKEN_SCOPE_OPAQUE_PENDING) {
+        return ngx_http_token_scope_opaque_wait(r, ctx);
     }
 
     if (ctx->done) {
@@ -360,23 +423,31 @@ ngx_http_token_scope_evaluate(ngx_http_request_t *r)
     ngx_http_token_scope_ctx_t       *ctx;
     ngx_http_token_scope_loc_conf_t  *tlcf;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_token_scope_module);
-    if (ctx != NULL) {
-        return ctx;
-    }
-
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_token_scope_module);
 
-    if (!tlcf->enable) {
-        return NULL;
-    }
+    ctx = ngx_http_get_module_ctx(r, ngx_http_token_scope_module);
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_token_scope_ctx_t));
-    if (ctx == NULL) {
-        return NULL;
-    }
+    if (ctx != NULL) {
+        /* decided, waiting, or the answer came: decide with it now */
+        if (ctx->decision || ctx->failed
+            || ctx->opaque == NGX_HTTP_TOKEN_SCOPE_OPAQUE_NONE
+            || ctx->opaque == NGX_HTTP_TOKEN_SCOPE_OPAQUE_PENDING)
+        {
+            return ctx;
+        }
 
-    ngx_http_set_ctx(r, ctx, ngx_http_token_scope_module);
+    } else {
+        if (!tlcf->enable) {
+            return NULL;
+        }
+
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_token_scope_ctx_t));
+        if (ctx == NULL) {
+            return NULL;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_token_scope_module);
+    }
 
     if (tlcf->operations != NULL
         && ngx_http_token_scope_find_operation(r, tlcf, ctx) != NGX_OK)
@@ -398,6 +469,10 @@ ngx_http_token_scope_evaluate(ngx_http_request_t *r)
         }
 
         ctx->reason = ngx_http_token_scope_check(r, tlcf, ctx);
+
+        if (ctx->opaque == NGX_HTTP_TOKEN_SCOPE_OPAQUE_PENDING) {
+            return ctx;
+        }
     }
 
     if (ctx->reason == TS_OK) {
@@ -429,13 +504,11 @@ ngx_http_token_scope_required(ngx_http_request_t *r,
 
     if (ctx->op != NULL) {
         ctx->required = ctx->op->required;
-        ctx->common = ctx->op->common;
         return NGX_OK;
     }
 
     if (tlcf->required_value == NULL) {
         ctx->required = tlcf->required;
-        ctx->common = tlcf->common;
         return NGX_OK;
     }
 
@@ -450,7 +523,7 @@ ngx_http_token_scope_required(ngx_http_request_t *r,
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
 
     if (ts_categories_parse(&tmcf->categories, value.data, value.len,
-                            &ctx->required, &ctx->common, &bad)
+                            &ctx->required, &bad)
         != 0)
     {
         /* an operator's mistake: fail closed, and say so once per request */
@@ -495,9 +568,18 @@ ngx_http_token_scope_check(ngx_http_request_t *r,
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
 
-    if (ngx_http_token_scope_cache_lookup(r, tlcf, &token, &ctx->token,
-                                          digest)
-        != NGX_OK)
+    if (tlcf->opaque && !ts_token_is_jwt(token.data, token.len)) {
+        reason = ngx_http_token_scope_opaque(r, tlcf, ctx, &token);
+
+        if (reason != TS_OK
+            || ctx->opaque == NGX_HTTP_TOKEN_SCOPE_OPAQUE_PENDING)
+        {
+            return reason;
+        }
+
+    } else if (ngx_http_token_scope_cache_lookup(r, tlcf, &token, &ctx->token,
+                                                 digest)
+               != NGX_OK)
     {
         buf = ngx_pnalloc(r->pool, TS_TOKEN_BUF_SIZE(token.len));
         if (buf == NULL) {
@@ -506,12 +588,17 @@ ngx_http_token_scope_check(ngx_http_request_t *r,
         }
 
         reason = ts_token_parse(&ctx->token, token.data, token.len, buf,
-                                ngx_http_token_scope_base64url);
+                                ngx_http_token_scope_base64url,
+                                &tmcf->categories);
         if (reason != TS_OK) {
             return reason;
         }
 
         if (tlcf->verify) {
+            if (tlcf->keys == NULL) {
+                return TS_UNKNOWN_KEY;
+            }
+
             reason = ts_token_verify(tlcf->keys, &ctx->token);
             if (reason != TS_OK) {
                 return reason;
@@ -536,15 +623,27 @@ ngx_http_token_scope_check(ngx_http_request_t *r,
         return reason;
     }
 
+    reason = ngx_http_token_scope_subject(r, tlcf, ctx);
+    if (reason != TS_OK) {
+        return reason;
+    }
+
     policy.required = ctx->required;
 
     if (ctx->op != NULL) {
         policy.types = ctx->op->types ? ctx->op->types : tlcf->types;
         policy.write = ctx->op->write;
+        policy.public_ok = ctx->op->public
+                           || tlcf->public != NGX_HTTP_TOKEN_SCOPE_PUBLIC_OFF;
+        policy.public_write = (ctx->op->public && ctx->op->write)
+                        || tlcf->public == NGX_HTTP_TOKEN_SCOPE_PUBLIC_WRITE;
 
     } else {
         policy.types = tlcf->types;
         policy.write = ngx_http_token_scope_writes(r, tlcf);
+        policy.public_ok = (tlcf->public != NGX_HTTP_TOKEN_SCOPE_PUBLIC_OFF);
+        policy.public_write =
+                         (tlcf->public == NGX_HTTP_TOKEN_SCOPE_PUBLIC_WRITE);
     }
 
     policy.sandbox = (tlcf->environment == NGX_HTTP_TOKEN_SCOPE_SANDBOX);
@@ -595,6 +694,36 @@ ngx_http_token_scope_check(ngx_http_request_t *r,
     }
 
     return ts_decide(&policy, &ctx->token, &ctx->missing);
+}
+
+
+/*
+ * token_scope_subject: the store or seller the request is about (say, the
+ * {storeId} of the path) must be the token's own
+ */
+
+static ts_reason_e
+ngx_http_token_scope_subject(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx)
+{
+    ngx_str_t  subject;
+
+    if (tlcf->subject == NULL) {
+        return TS_OK;
+    }
+
+    if (ngx_http_complex_value(r, tlcf->subject, &subject) != NGX_OK) {
+        ctx->failed = 1;
+        return TS_SUBJECT;
+    }
+
+    if (subject.len == ctx->token.sid.len
+        && ngx_memcmp(subject.data, ctx->token.sid.data, subject.len) == 0)
+    {
+        return TS_OK;
+    }
+
+    return TS_SUBJECT;
 }
 
 
@@ -848,8 +977,7 @@ ngx_http_token_scope_create_loc_conf(ngx_conf_t *cf)
      *
      *     tlcf->names = NULL;
      *     tlcf->required_value = NULL;
-     *     tlcf->required = 0;
-     *     tlcf->common = 0;
+     *     tlcf->required = { 0, 0, 0 };
      *     tlcf->keys = NULL;
      *     tlcf->origin = { 0, NULL };
      *     tlcf->personal_only_names = NULL;
@@ -871,6 +999,12 @@ ngx_http_token_scope_create_loc_conf(ngx_conf_t *cf)
     tlcf->revocation = NGX_CONF_UNSET;
     tlcf->redis_down = NGX_CONF_UNSET_UINT;
     tlcf->secrets = NGX_CONF_UNSET_PTR;
+    tlcf->error_format = NGX_CONF_UNSET_UINT;
+    tlcf->public = NGX_CONF_UNSET_UINT;
+    tlcf->subject = NGX_CONF_UNSET_PTR;
+    tlcf->opaque = NGX_CONF_UNSET;
+    tlcf->opaque_ttl = NGX_CONF_UNSET;
+    tlcf->opaque_miss_ttl = NGX_CONF_UNSET;
 
     return tlcf;
 }
@@ -883,7 +1017,7 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_http_token_scope_loc_conf_t *prev = parent;
     ngx_http_token_scope_loc_conf_t *conf = child;
 
-    unsigned                           common;
+    ts_required_t                      personal_only;
     ngx_http_token_scope_main_conf_t  *tmcf;
 
     if (conf->enable == NGX_CONF_UNSET) {
@@ -891,13 +1025,11 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
         conf->names = prev->names;
         conf->required_value = prev->required_value;
         conf->required = prev->required;
-        conf->common = prev->common;
     }
 
     /* http level names come unresolved: that conf is never merged */
     if (conf->names != NULL) {
-        if (ngx_http_token_scope_resolve(cf, conf->names, &conf->required,
-                                         &conf->common)
+        if (ngx_http_token_scope_resolve(cf, conf->names, &conf->required)
             != NGX_OK)
         {
             return NGX_CONF_ERROR;
@@ -913,22 +1045,24 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
     }
 
     if (conf->personal_only_names != NULL) {
-        common = 0;
+        ngx_memzero(&personal_only, sizeof(ts_required_t));
 
         if (ngx_http_token_scope_resolve(cf, conf->personal_only_names,
-                                         &conf->personal_only, &common)
+                                         &personal_only)
             != NGX_OK)
         {
             return NGX_CONF_ERROR;
         }
 
-        if (common) {
+        if (personal_only.common || personal_only.names) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "\"token_scope_personal_only\" takes "
-                               "categories with a bit, not \"common\"");
+                               "categories with a bit, not \"common\" or "
+                               "scope names");
             return NGX_CONF_ERROR;
         }
 
+        conf->personal_only = personal_only.categories;
         conf->personal_only_names = NULL;
     }
 
@@ -971,6 +1105,26 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_uint_value(conf->deny_status, prev->deny_status,
                               NGX_HTTP_UNAUTHORIZED);
     ngx_conf_merge_str_value(conf->origin, prev->origin, "");
+    ngx_conf_merge_uint_value(conf->error_format, prev->error_format,
+                              NGX_HTTP_TOKEN_SCOPE_FORMAT_WB);
+    ngx_conf_merge_uint_value(conf->public, prev->public,
+                              NGX_HTTP_TOKEN_SCOPE_PUBLIC_OFF);
+    ngx_conf_merge_ptr_value(conf->subject, prev->subject, NULL);
+    ngx_conf_merge_value(conf->opaque, prev->opaque, 0);
+    ngx_conf_merge_sec_value(conf->opaque_ttl, prev->opaque_ttl, 60);
+    ngx_conf_merge_sec_value(conf->opaque_miss_ttl, prev->opaque_miss_ttl,
+                             5);
+
+    if (conf->opaque) {
+        if (tmcf->redis == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"token_scope_opaque on\" needs "
+                               "\"token_scope_redis\"");
+            return NGX_CONF_ERROR;
+        }
+
+        tmcf->opaque = 1;
+    }
 
     if (conf->operations == NGX_CONF_UNSET_PTR) {
         conf->operations = prev->operations;
@@ -983,7 +1137,10 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
         return NGX_CONF_OK;
     }
 
-    if (conf->verify && (conf->keys == NULL || conf->keys->nkeys == 0)) {
+    /* an API of opaque tokens alone has no keys: its JWTs are unknown */
+    if (conf->verify && !conf->opaque
+        && (conf->keys == NULL || conf->keys->nkeys == 0))
+    {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"token_scope\" is enabled with "
                            "\"token_scope_verify on\" but no "
@@ -1003,7 +1160,7 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
 
 static ngx_int_t
 ngx_http_token_scope_resolve(ngx_conf_t *cf, ngx_array_t *names,
-    uint64_t *mask, unsigned *common)
+    ts_required_t *req)
 {
     ngx_uint_t                         i;
     const ts_category_t               *c;
@@ -1020,16 +1177,20 @@ ngx_http_token_scope_resolve(ngx_conf_t *cf, ngx_array_t *names,
                                name[i].name.len);
         if (c == NULL) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "unknown token scope category \"%V\" in %s:%ui",
-                          &name[i].name, name[i].file, name[i].line);
+                          "unknown token scope category or scope \"%V\" "
+                          "in %s:%ui", &name[i].name, name[i].file,
+                          name[i].line);
             return NGX_ERROR;
         }
 
         if (c->common) {
-            *common = 1;
+            req->common = 1;
+
+        } else if (c->named) {
+            req->names |= (uint64_t) 1 << c->bit;
 
         } else {
-            *mask |= (uint64_t) 1 << c->bit;
+            req->categories |= (uint64_t) 1 << c->bit;
         }
     }
 
@@ -1226,6 +1387,35 @@ ngx_http_token_scope_category(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* token_scope_scope NAME ...; names an OAuth-style scope to require */
+
+static char *
+ngx_http_token_scope_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_token_scope_main_conf_t *tmcf = conf;
+
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+    char         err[TS_ERROR_MAX];
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (ts_categories_add_name(&tmcf->categories,
+                                   (const char *) value[i].data,
+                                   value[i].len, err, sizeof(err))
+            != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid scope \"%V\": %s", &value[i], err);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 static char *
 ngx_http_token_scope_types(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -1318,5 +1508,60 @@ ngx_http_token_scope_init(ngx_conf_t *cf)
 
     *h = ngx_http_token_scope_handler;
 
+    /*
+     * an opaque token's lookup starts before limit_req, which may read
+     * $token_scope_seller: dynamic modules' handlers run first in a phase
+     */
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_token_scope_preaccess_handler;
+
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_token_scope_preaccess_handler(ngx_http_request_t *r)
+{
+    ngx_http_token_scope_ctx_t       *ctx;
+    ngx_http_token_scope_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_token_scope_module);
+
+    if (!tlcf->enable || !tlcf->opaque || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_token_scope_evaluate(r);
+
+    if (ctx != NULL
+        && ctx->opaque == NGX_HTTP_TOKEN_SCOPE_OPAQUE_PENDING)
+    {
+        return ngx_http_token_scope_opaque_wait(r, ctx);
+    }
+
+    /* the access handler acts on the decision */
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_token_scope_init_process(ngx_cycle_t *cycle)
+{
+    if (ngx_http_token_scope_redis_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_token_scope_opaque_init_process(cycle);
+}
+
+
+static void
+ngx_http_token_scope_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_token_scope_opaque_exit_process(cycle);
+    ngx_http_token_scope_redis_exit_process(cycle);
 }

@@ -165,7 +165,6 @@ ngx_http_token_scope_operation(ngx_conf_t *cf, ngx_command_t *dummy,
 
     int                                type;
     u_char                            *p, *last, *start;
-    unsigned                           common;
     ts_op_t                            op;
     ts_str_t                           method, host, path, bad;
     ngx_str_t                         *value;
@@ -175,10 +174,10 @@ ngx_http_token_scope_operation(ngx_conf_t *cf, ngx_command_t *dummy,
 
     value = cf->args->elts;
 
-    if (cf->args->nelts < 5 || cf->args->nelts > 6) {
+    if (cf->args->nelts < 5 || cf->args->nelts > 7) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "an operation is \"METHOD HOST PATH CATEGORIES "
-                           "read|write [types=...]\"");
+                           "an operation is \"METHOD HOST PATH SCOPES "
+                           "read|write [types=...] [public]\"");
         return NGX_CONF_ERROR;
     }
 
@@ -197,16 +196,14 @@ ngx_http_token_scope_operation(ngx_conf_t *cf, ngx_command_t *dummy,
     ngx_strlow(value[1].data, value[1].data, value[1].len);
 
     if (ts_categories_parse(&tmcf->categories, value[3].data, value[3].len,
-                            &op.required, &common, &bad)
+                            &op.required, &bad)
         != 0)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "unknown token scope category \"%*s\"",
+                           "unknown token scope category or scope \"%*s\"",
                            bad.len, bad.data);
         return NGX_CONF_ERROR;
     }
-
-    op.common = common;
 
     if (ngx_strcmp(value[4].data, "write") == 0) {
         op.write = 1;
@@ -218,16 +215,22 @@ ngx_http_token_scope_operation(ngx_conf_t *cf, ngx_command_t *dummy,
         return NGX_CONF_ERROR;
     }
 
-    if (cf->args->nelts == 6) {
-        if (ngx_strncmp(value[5].data, "types=", 6) != 0) {
+    for (i = 5; i < cf->args->nelts; i++) {
+        /* public tokens may call it, and write where it writes */
+        if (ngx_strcmp(value[i].data, "public") == 0 && !op.public) {
+            op.public = 1;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "types=", 6) != 0 || op.types) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\"", &value[5]);
+                               "invalid parameter \"%V\"", &value[i]);
             return NGX_CONF_ERROR;
         }
 
-        last = value[5].data + value[5].len;
+        last = value[i].data + value[i].len;
 
-        for (p = value[5].data + 6; p < last; p++) {
+        for (p = value[i].data + 6; p < last; p++) {
             start = p;
             p = ngx_strlchr(p, last, ',');
             if (p == NULL) {

@@ -38,15 +38,10 @@ typedef struct {
 } ngx_http_token_scope_shm_t;
 
 
-typedef struct {
-    redisAsyncContext          *ac;
-    ngx_connection_t           *conn;
-} ngx_http_token_scope_link_t;
-
-
 /* the sync state of worker 0; other workers only read the zone */
 typedef struct {
     ngx_http_token_scope_redis_conf_t  *rcf;
+    ngx_http_token_scope_main_conf_t   *tmcf;
     ngx_log_t                  *log;
     ngx_http_token_scope_link_t  cmd;
     ngx_http_token_scope_link_t  sub;
@@ -389,7 +384,7 @@ ngx_http_token_scope_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     /* "prefix" + the longest suffix, NUL-terminated for hiredis */
     p = ngx_pnalloc(cf->pool,
-                    4 * (rcf->prefix.len + sizeof("revoked:sellers")));
+                    5 * (rcf->prefix.len + sizeof("revoked:sellers")));
     if (p == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -400,6 +395,8 @@ ngx_http_token_scope_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     p = ngx_sprintf(p, "%Vrevoked:sellers%Z", &rcf->prefix);
     rcf->key_secrets = (char *) p;
     p = ngx_sprintf(p, "%Vservice-secrets%Z", &rcf->prefix);
+    rcf->key_opaque = (char *) p;
+    p = ngx_sprintf(p, "%Vopaque:%Z", &rcf->prefix);
     rcf->channel = (char *) p;
     ngx_sprintf(p, "%Vrevocations%Z", &rcf->prefix);
 
@@ -510,6 +507,7 @@ ngx_http_token_scope_redis_init_process(ngx_cycle_t *cycle)
     ngx_memzero(sync, sizeof(ngx_http_token_scope_sync_t));
 
     sync->rcf = tmcf->redis;
+    sync->tmcf = tmcf;
     sync->log = cycle->log;
     sync->backoff = NGX_HTTP_TOKEN_SCOPE_BACKOFF_MIN;
 
@@ -592,14 +590,42 @@ ngx_http_token_scope_redis_connect(ngx_event_t *ev)
 static redisAsyncContext *
 ngx_http_token_scope_redis_open(ngx_http_token_scope_link_t *link)
 {
-    int                                 fd;
-    redisAsyncContext                  *ac;
-    ngx_connection_t                   *c;
-    ngx_http_token_scope_sync_t        *sync;
-    ngx_http_token_scope_redis_conf_t  *rcf;
+    ngx_http_token_scope_sync_t  *sync;
 
     sync = &ngx_http_token_scope_sync;
-    rcf = sync->rcf;
+
+    if (ngx_http_token_scope_redis_link(sync->rcf, link, sync->log,
+                                   ngx_http_token_scope_redis_on_connect,
+                                   ngx_http_token_scope_redis_on_disconnect)
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    if (sync->rcf->password.len) {
+        redisAsyncCommand(link->ac, ngx_http_token_scope_redis_on_reply,
+                          (void *) sync->generation, "AUTH %b",
+                          sync->rcf->password.data, sync->rcf->password.len);
+    }
+
+    return link->ac;
+}
+
+
+/*
+ * Connects link to the configured Redis without blocking: hiredis gets
+ * its events from nginx through the adapter below
+ */
+
+ngx_int_t
+ngx_http_token_scope_redis_link(ngx_http_token_scope_redis_conf_t *rcf,
+    ngx_http_token_scope_link_t *link, ngx_log_t *log,
+    void (*on_connect)(const struct redisAsyncContext *ac, int status),
+    void (*on_disconnect)(const struct redisAsyncContext *ac, int status))
+{
+    int                  fd;
+    redisAsyncContext   *ac;
+    ngx_connection_t    *c;
 
     if (rcf->unix_path.len) {
         ac = redisAsyncConnectUnix((char *) rcf->unix_path.data);
@@ -609,30 +635,29 @@ ngx_http_token_scope_redis_open(ngx_http_token_scope_link_t *link)
     }
 
     if (ac == NULL) {
-        return NULL;
+        return NGX_ERROR;
     }
 
     if (ac->err) {
-        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
-                      "token scope: redis \"%V\": %s", &rcf->address,
-                      ac->errstr);
+        ngx_log_error(NGX_LOG_ERR, log, 0, "token scope: redis \"%V\": %s",
+                      &rcf->address, ac->errstr);
         redisAsyncFree(ac);
-        return NULL;
+        return NGX_ERROR;
     }
 
     fd = ac->c.fd;
 
-    c = ngx_get_connection(fd, sync->log);
+    c = ngx_get_connection(fd, log);
     if (c == NULL) {
         redisAsyncFree(ac);
-        return NULL;
+        return NGX_ERROR;
     }
 
     c->data = link;
     c->read->handler = ngx_http_token_scope_redis_read;
     c->write->handler = ngx_http_token_scope_redis_write;
-    c->read->log = sync->log;
-    c->write->log = sync->log;
+    c->read->log = log;
+    c->write->log = log;
 
     link->ac = ac;
     link->conn = c;
@@ -644,17 +669,10 @@ ngx_http_token_scope_redis_open(ngx_http_token_scope_link_t *link)
     ac->ev.delWrite = ngx_http_token_scope_redis_del_write;
     ac->ev.cleanup = ngx_http_token_scope_redis_cleanup;
 
-    redisAsyncSetConnectCallback(ac, ngx_http_token_scope_redis_on_connect);
-    redisAsyncSetDisconnectCallback(ac,
-                                    ngx_http_token_scope_redis_on_disconnect);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
 
-    if (rcf->password.len) {
-        redisAsyncCommand(ac, ngx_http_token_scope_redis_on_reply,
-                          (void *) sync->generation, "AUTH %b",
-                          rcf->password.data, rcf->password.len);
-    }
-
-    return ac;
+    return NGX_OK;
 }
 
 
@@ -881,6 +899,9 @@ ngx_http_token_scope_redis_on_message(redisAsyncContext *ac, void *r,
 
         ngx_http_token_scope_redis_disarm();
         ngx_http_token_scope_redis_resync();
+
+        /* opaque tokens may have changed while no message could come */
+        ngx_http_token_scope_cache_forget(sync->tmcf, NULL, sync->log);
         return;
     }
 
@@ -906,6 +927,11 @@ ngx_http_token_scope_redis_on_message(redisAsyncContext *ac, void *r,
     /* secrets of a service are replaced whole: rescan, it is rare */
     if (msg.op == TS_SECRETS_CHANGED) {
         ngx_http_token_scope_redis_resync();
+        return;
+    }
+
+    if (msg.op == TS_OPAQUE_CHANGED) {
+        ngx_http_token_scope_cache_forget(sync->tmcf, msg.digest, sync->log);
         return;
     }
 

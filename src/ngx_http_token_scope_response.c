@@ -1,8 +1,10 @@
 
 /*
- * The answer to a denied request: a JSON body in WB's shape and an
- * RFC 6750 WWW-Authenticate header.  Nothing from the request is echoed
- * but $request_id; every string is escaped for JSON.
+ * The answer to a denied request, in the API's own shape
+ * (token_scope_error_format): WB's JSON body, Ecwid's errorMessage or
+ * only the status; always with an RFC 6750 WWW-Authenticate header.
+ * Nothing from the request is echoed but $request_id; every string is
+ * escaped for JSON.
  */
 
 
@@ -29,6 +31,10 @@ static ngx_int_t ngx_http_token_scope_www_authenticate(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t *ctx, ngx_uint_t scope);
 static ngx_str_t ngx_http_token_scope_explain(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t *ctx);
+static ngx_int_t ngx_http_token_scope_deny_ecwid(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx, ngx_uint_t status);
+static ngx_str_t ngx_http_token_scope_missing(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx, char sep);
 
 
 static ngx_http_token_scope_answer_t  ngx_http_token_scope_answers[] = {
@@ -71,7 +77,43 @@ static ngx_http_token_scope_answer_t  ngx_http_token_scope_answers[] = {
       ngx_null_string, 0 },
     /* TS_OPERATION */
     { ngx_string("token scope not allowed"),
-      ngx_string("no such operation"), 1 }
+      ngx_string("no such operation"), 1 },
+    /* TS_SCOPE */
+    { ngx_string("token scope not allowed"), ngx_null_string, 1 },
+    /* TS_PUBLIC_TOKEN */
+    { ngx_string("token scope not allowed"),
+      ngx_string("a public token may not call this method"), 1 },
+    /* TS_UNKNOWN_TOKEN */
+    { ngx_string("token problem; unknown token"), ngx_null_string, 0 },
+    /* TS_SUBJECT */
+    { ngx_string("token scope not allowed"),
+      ngx_string("the token is for another store or seller"), 1 }
+};
+
+
+/* Ecwid's own words where it has them; the detail above elsewhere */
+static ngx_str_t  ngx_http_token_scope_ecwid[] = {
+    ngx_null_string,                                 /* TS_OK */
+    ngx_string("Access token is missing"),           /* TS_MISSING */
+    ngx_string("Invalid access token"),              /* TS_MALFORMED */
+    ngx_string("Invalid access token"),              /* TS_BAD_SIGNATURE */
+    ngx_string("Invalid access token"),              /* TS_UNKNOWN_KEY */
+    ngx_string("Access token has expired"),          /* TS_EXPIRED */
+    ngx_string("Invalid access token"),              /* TS_NOT_YET_VALID */
+    ngx_string("Access token was revoked"),          /* TS_REVOKED */
+    ngx_null_string,                                 /* TS_CATEGORY */
+    ngx_string("Access token cannot modify data"),   /* TS_READ_ONLY */
+    ngx_null_string,                                 /* TS_ENVIRONMENT */
+    ngx_null_string,                                 /* TS_TOKEN_TYPE */
+    ngx_null_string,                                 /* TS_SERVICE_SECRET */
+    ngx_null_string,                                 /* TS_PERSONAL_CLOUD */
+    ngx_string("Token state is unavailable, retry"), /* TS_REDIS_UNAVAIL. */
+    ngx_null_string,                                 /* TS_OPERATION */
+    ngx_null_string,                                 /* TS_SCOPE */
+    ngx_string("Public token may not call this method"),
+                                                     /* TS_PUBLIC_TOKEN */
+    ngx_string("Invalid access token"),              /* TS_UNKNOWN_TOKEN */
+    ngx_string("Access token is not valid for this store")  /* TS_SUBJECT */
 };
 
 
@@ -104,14 +146,42 @@ ngx_http_token_scope_deny(ngx_http_request_t *r,
 
     answer = &ngx_http_token_scope_answers[ctx->reason];
 
-    status = answer->scope ? tlcf->deny_status : NGX_HTTP_UNAUTHORIZED;
-    explain = ngx_http_token_scope_explain(r, ctx);
+    /* RFC 6750 and Ecwid: a scope failure is 403; WB answers 401 */
+    status = !answer->scope ? NGX_HTTP_UNAUTHORIZED
+             : tlcf->error_format == NGX_HTTP_TOKEN_SCOPE_FORMAT_WB
+               ? tlcf->deny_status : NGX_HTTP_FORBIDDEN;
 
     if (ctx->reason == TS_OPERATION
         && tlcf->unmatched == NGX_HTTP_TOKEN_SCOPE_UNMATCHED_NOT_FOUND)
     {
-        answer = &ngx_http_token_scope_not_found;
         status = NGX_HTTP_NOT_FOUND;
+    }
+
+    if (status != NGX_HTTP_NOT_FOUND
+        && ngx_http_token_scope_www_authenticate(r, ctx, answer->scope)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    switch (tlcf->error_format) {
+
+    case NGX_HTTP_TOKEN_SCOPE_FORMAT_ECWID:
+        return ngx_http_token_scope_deny_ecwid(r, ctx, status);
+
+    case NGX_HTTP_TOKEN_SCOPE_FORMAT_RFC6750:
+        /* the status and WWW-Authenticate say it all */
+        ngx_memzero(&cv, sizeof(ngx_http_complex_value_t));
+        return ngx_http_send_response(r, status, NULL, &cv);
+
+    default: /* NGX_HTTP_TOKEN_SCOPE_FORMAT_WB */
+        break;
+    }
+
+    explain = ngx_http_token_scope_explain(r, ctx);
+
+    if (status == NGX_HTTP_NOT_FOUND) {
+        answer = &ngx_http_token_scope_not_found;
         ngx_str_null(&explain);
         ngx_str_set(&title, "not found");
         ngx_str_set(&status_text, "Not Found");
@@ -178,16 +248,108 @@ ngx_http_token_scope_deny(ngx_http_request_t *r,
     cv.lengths = NULL;
     cv.values = NULL;
 
-    if (status != NGX_HTTP_NOT_FOUND
-        && ngx_http_token_scope_www_authenticate(r, ctx, answer->scope)
-           != NGX_OK)
-    {
+    ngx_str_set(&type, "application/json");
+
+    return ngx_http_send_response(r, status, &type, &cv);
+}
+
+
+/*
+ * {"errorMessage":"Access token doesn't have `read_catalog` scope",
+ *  "errorCode":"scope"}: Ecwid's shape, our stable reason as the code
+ */
+
+static ngx_int_t
+ngx_http_token_scope_deny_ecwid(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx, ngx_uint_t status)
+{
+    u_char                    *p;
+    size_t                     len;
+    ngx_str_t                  message, explain, missing, type;
+    ngx_http_complex_value_t   cv;
+
+    message = ngx_http_token_scope_ecwid[ctx->reason];
+    ngx_str_null(&explain);
+    ngx_str_null(&missing);
+
+    if (status == NGX_HTTP_NOT_FOUND) {
+        ngx_str_set(&message, "Not found");
+
+    } else if (ctx->reason == TS_CATEGORY || ctx->reason == TS_SCOPE) {
+        missing = ngx_http_token_scope_missing(r, ctx, ',');
+
+    } else if (message.len == 0) {
+        message = ngx_http_token_scope_answers[ctx->reason].detail;
+        explain = ngx_http_token_scope_explain(r, ctx);
+    }
+
+    len = sizeof("{\"errorMessage\":\"Access token doesn't have `` scope\","
+                 "\"errorCode\":\"\"}") - 1
+          + message.len + 2 + explain.len
+          + ngx_escape_json(NULL, explain.data, explain.len)
+          + missing.len + ngx_strlen(ts_reason_name(ctx->reason));
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    cv.value.data = p;
+
+    p = ngx_cpymem(p, "{\"errorMessage\":\"",
+                   sizeof("{\"errorMessage\":\"") - 1);
+
+    if (missing.len) {
+        /* names are checked at configuration: no quotes, no backslashes */
+        p = ngx_sprintf(p, "Access token doesn't have `%V` scope", &missing);
+
+    } else {
+        p = ngx_cpymem(p, message.data, message.len);
+
+        if (explain.len) {
+            p = ngx_cpymem(p, "; ", 2);
+            p = (u_char *) ngx_escape_json(p, explain.data, explain.len);
+        }
+    }
+
+    p = ngx_sprintf(p, "\",\"errorCode\":\"%s\"}",
+                    ts_reason_name(ctx->reason));
+
+    cv.value.len = p - cv.value.data;
+    cv.lengths = NULL;
+    cv.values = NULL;
 
     ngx_str_set(&type, "application/json");
 
     return ngx_http_send_response(r, status, &type, &cv);
+}
+
+
+/* what the token lacks, by name, categories first */
+
+static ngx_str_t
+ngx_http_token_scope_missing(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx, char sep)
+{
+    size_t                             size;
+    ngx_str_t                          s;
+    ngx_http_token_scope_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
+
+    size = 128 * TS_CATEGORY_NAME_MAX;
+
+    s.data = ngx_pnalloc(r->pool, size);
+    if (s.data == NULL) {
+        s.len = 0;
+        return s;
+    }
+
+    s.len = ts_categories_format(&tmcf->categories, ctx->missing.categories,
+                                 ctx->missing.names, sep, (char *) s.data,
+                                 size);
+
+    return s;
 }
 
 
@@ -214,7 +376,7 @@ ngx_http_token_scope_origin(ngx_http_request_t *r,
     name = "common";
 
     for (bit = 0; bit < 64; bit++) {
-        if (ctx->required & ((uint64_t) 1 << bit)) {
+        if (ctx->required.categories & ((uint64_t) 1 << bit)) {
             name = ts_categories_name(&tmcf->categories, bit);
             break;
         }
@@ -240,10 +402,8 @@ static ngx_str_t
 ngx_http_token_scope_explain(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t *ctx)
 {
-    u_char                            *p;
-    size_t                             len;
-    ngx_str_t                          s;
-    ngx_http_token_scope_main_conf_t  *tmcf;
+    u_char     *p;
+    ngx_str_t   s, missing;
 
     switch (ctx->reason) {
 
@@ -258,22 +418,19 @@ ngx_http_token_scope_explain(ngx_http_request_t *r,
         return ngx_http_token_scope_answers[ctx->reason].explain;
 
     case TS_CATEGORY:
-        tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
+    case TS_SCOPE:
+        missing = ngx_http_token_scope_missing(r, ctx, ',');
 
-        len = sizeof("the token lacks the  category") - 1
-              + 64 * (TS_CATEGORY_NAME_MAX + 1);
-
-        p = ngx_pnalloc(r->pool, len);
+        p = ngx_pnalloc(r->pool, sizeof("the token lacks the  category")
+                                 + missing.len);
         if (p == NULL) {
             break;
         }
 
         s.data = p;
-        p = ngx_cpymem(p, "the token lacks the ", 20);
-        p += ts_categories_format(&tmcf->categories, ctx->missing, ',',
-                                  (char *) p, 64 * (TS_CATEGORY_NAME_MAX + 1));
-        p = ngx_cpymem(p, " category", 9);
-        s.len = p - s.data;
+        s.len = ngx_sprintf(p, "the token lacks the %V %s", &missing,
+                            ctx->reason == TS_SCOPE ? "scope" : "category")
+                - p;
 
         return s;
 
@@ -301,11 +458,9 @@ static ngx_int_t
 ngx_http_token_scope_www_authenticate(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t *ctx, ngx_uint_t scope)
 {
-    u_char                            *p;
-    size_t                             len;
-    ngx_str_t                         *detail;
-    ngx_table_elt_t                   *h;
-    ngx_http_token_scope_main_conf_t  *tmcf;
+    size_t            len;
+    ngx_str_t        *detail, missing;
+    ngx_table_elt_t  *h;
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
@@ -341,33 +496,26 @@ ngx_http_token_scope_www_authenticate(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (ctx->missing == 0) {
+    if (ctx->missing.categories == 0 && ctx->missing.names == 0) {
         ngx_str_set(&h->value, "Bearer error=\"insufficient_scope\"");
         return NGX_OK;
     }
 
-    tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
+    /* RFC 6750 separates scopes with spaces */
+    missing = ngx_http_token_scope_missing(r, ctx, ' ');
 
     len = sizeof("Bearer error=\"insufficient_scope\", scope=\"\"") - 1
-          + 64 * (TS_CATEGORY_NAME_MAX + 1);
+          + missing.len;
 
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
+    h->value.data = ngx_pnalloc(r->pool, len);
+    if (h->value.data == NULL) {
         return NGX_ERROR;
     }
 
-    h->value.data = p;
-
-    p = ngx_cpymem(p, "Bearer error=\"insufficient_scope\", scope=\"",
-                   sizeof("Bearer error=\"insufficient_scope\", scope=\"")
-                   - 1);
-
-    /* RFC 6750 separates scopes with spaces */
-    p += ts_categories_format(&tmcf->categories, ctx->missing, ' ',
-                              (char *) p, 64 * (TS_CATEGORY_NAME_MAX + 1));
-    *p++ = '"';
-
-    h->value.len = p - h->value.data;
+    h->value.len = ngx_sprintf(h->value.data,
+                               "Bearer error=\"insufficient_scope\", "
+                               "scope=\"%V\"", &missing)
+                   - h->value.data;
 
     return NGX_OK;
 }
@@ -385,7 +533,7 @@ ngx_http_token_scope_format_required(ngx_http_request_t *r,
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
 
-    size = 64 * (TS_CATEGORY_NAME_MAX + 1) + sizeof("common");
+    size = 128 * (TS_CATEGORY_NAME_MAX + 1) + sizeof("common");
 
     s = ngx_palloc(r->pool, sizeof(ngx_str_t) + size);
     if (s == NULL) {
@@ -393,10 +541,12 @@ ngx_http_token_scope_format_required(ngx_http_request_t *r,
     }
 
     s->data = (u_char *) (s + 1);
-    s->len = ts_categories_format(&tmcf->categories, ctx->required, ',',
+    s->len = ts_categories_format(&tmcf->categories,
+                                  ctx->required.categories,
+                                  ctx->required.names, ',',
                                   (char *) s->data, size);
 
-    if (ctx->common && s->len == 0) {
+    if (ctx->required.common && s->len == 0) {
         s->len = ngx_sprintf(s->data, "common") - s->data;
     }
 

@@ -100,7 +100,7 @@ ngx_http_token_scope_count(ngx_http_request_t *r,
         1);
 
     for (bit = 0; bit < 64; bit++) {
-        if (ctx->required & ((uint64_t) 1 << bit)) {
+        if (ctx->required.categories & ((uint64_t) 1 << bit)) {
             ngx_atomic_fetch_add(&counters->categories[bit], 1);
         }
     }

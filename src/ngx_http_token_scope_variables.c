@@ -77,6 +77,9 @@ static ngx_http_token_scope_var_t  ngx_http_token_scope_vars[] = {
     { ngx_string("token_scope_categories"),
       ngx_http_token_scope_variable_categories, 0 },
 
+    { ngx_string("token_scope_scopes"),
+      ngx_http_token_scope_variable_categories, 1 },
+
     { ngx_string("token_scope_required"),
       ngx_http_token_scope_variable_required, 0 },
 
@@ -257,8 +260,11 @@ ngx_http_token_scope_variable_categories(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    /* data: 0 for the categories, 1 for the named scopes */
     ngx_http_token_scope_variable_set(v, p,
-        ts_categories_format(&tmcf->categories, ctx->token.scope,
+        ts_categories_format(&tmcf->categories,
+                             data ? 0 : ctx->token.scope,
+                             data ? ctx->token.names : 0,
                              ',', (char *) p, size));
 
     return NGX_OK;

@@ -102,7 +102,7 @@ is($rc, 0, 'every directive with a good value passes nginx -t') or diag($out);
 ($rc, $out) = check("token_scope marketplace nosuchcategory;\n"
                     . "token_scope_key_file %%KEYS%%/e1.pem kid=e1;");
 isnt($rc, 0, 'an unknown category fails nginx -t');
-like($out, qr/\[emerg\].*unknown token scope category "nosuchcategory"/, 'the message names the unknown category');
+like($out, qr/\[emerg\].*unknown token scope category or scope "nosuchcategory"/, 'the message names the unknown category');
 
 ($rc, $out) = check("token_scope Marketplace;\n"
                     . "token_scope_key_file %%KEYS%%/e1.pem kid=e1;");

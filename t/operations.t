@@ -573,10 +573,10 @@ is($rc, 0, 'the shipped catalogue passes nginx -t') or diag($out);
 
 ($rc, $out) = check_conf('GET api.test /orders nosuchcategory read;');
 isnt($rc, 0, 'an unknown category in a rule fails nginx -t');
-like($out, qr/\[emerg\].*unknown token scope category "nosuchcategory"/, 'the message names the unknown category');
+like($out, qr/\[emerg\].*unknown token scope category or scope "nosuchcategory"/, 'the message names the unknown category');
 
 ($rc, $out) = check_conf('GET api.test /orders content,nosuchcategory read;');
-like($out, qr/\[emerg\].*unknown token scope category "nosuchcategory"/, 'the message names the unknown category among several');
+like($out, qr/\[emerg\].*unknown token scope category or scope "nosuchcategory"/, 'the message names the unknown category among several');
 
 ($rc, $out) = check_conf('GET api.test /orders marketplace readwrite;');
 isnt($rc, 0, 'a bad access word fails nginx -t');

@@ -203,7 +203,7 @@ like($res->{headers}{'content-type'}, qr{^text/plain; version=0\.0\.4}, 'the sta
 is(scalar @$bad, 0, 'every line of the status page is a comment or a sample') or diag(join "\n", @$bad);
 is(decisions($m), '', 'no decision is counted before any request');
 is(categories($m), '', 'no category is counted before any request');
-is(types($m), '{type="base"}=0 {type="legacy"}=0 {type="personal"}=0 {type="service"}=0 {type="test"}=0', 'every token type is listed at 0 before any request');
+is(types($m), '{type="base"}=0 {type="legacy"}=0 {type="personal"}=0 {type="public"}=0 {type="secret"}=0 {type="service"}=0 {type="test"}=0', 'every token type is listed at 0 before any request');
 is(cache($m), 'entries=0 evictions_total=0 hits_total=0 misses_total=0', 'the cache counters are 0 without a cache');
 is($m->{token_scope_revocation_connected}, 0, 'revocation is not connected without Redis');
 is($m->{token_scope_revocation_sync_age_seconds}, -1, 'the revocation sync age is -1 without Redis');
@@ -231,7 +231,7 @@ is(scalar(grep { /^\d+$/ } keys %workers), 2, 'both workers answered requests');
 
 is(decisions($m), '{decision="allow",reason="ok"}=11 {decision="deny",reason="category"}=4 {decision="deny",reason="expired"}=2 {decision="deny",reason="malformed"}=1 {decision="deny",reason="missing"}=3 {decision="report",reason="category"}=1', 'the decisions by reason are exactly the requests sent, from both workers');
 is(categories($m), '{category="content"}=3 {category="marketplace"}=18', 'the category counters count every decided request by its required category, "all" in none');
-is(types($m), '{type="base"}=16 {type="legacy"}=0 {type="personal"}=2 {type="service"}=0 {type="test"}=0', 'the type counters count every request with a verified token, expired ones included');
+is(types($m), '{type="base"}=16 {type="legacy"}=0 {type="personal"}=2 {type="public"}=0 {type="secret"}=0 {type="service"}=0 {type="test"}=0', 'the type counters count every request with a verified token, expired ones included');
 is(cache($m), 'entries=0 evictions_total=0 hits_total=0 misses_total=0', 'without a cache nothing is counted as a hit or a miss');
 
 my ($again) = scrape();
@@ -268,7 +268,7 @@ is(scalar(grep { /^\d+$/ } keys %workers), 2, 'both new workers answered request
 
 is(decisions($m), '{decision="allow",reason="ok"}=18 {decision="deny",reason="category"}=7 {decision="deny",reason="expired"}=4 {decision="deny",reason="malformed"}=1 {decision="deny",reason="missing"}=5 {decision="report",reason="category"}=1', 'the decisions add up across the reload');
 is(categories($m), '{category="content"}=3 {category="marketplace"}=32', 'the category counters add up across the reload');
-is(types($m), '{type="base"}=28 {type="legacy"}=0 {type="personal"}=2 {type="service"}=0 {type="test"}=0', 'the type counters add up across the reload');
+is(types($m), '{type="base"}=28 {type="legacy"}=0 {type="personal"}=2 {type="public"}=0 {type="secret"}=0 {type="service"}=0 {type="test"}=0', 'the type counters add up across the reload');
 is(cache($m), 'entries=3 evictions_total=0 hits_total=7 misses_total=5', 'the cache counters match the hits and misses of the requests, from both workers');
 
 

@@ -63,7 +63,7 @@ like(check('token_scope_types base robot;'), qr/^failed .*invalid token type "ro
 like(check('token_scope_types;'), qr/^failed .*invalid number of arguments/s, 'token_scope_types without a type fails nginx -t');
 like(check('token_scope_types base test personal service legacy;'), qr/^ok /, 'all five types are known');
 like(check('token_scope_legacy maybe;'), qr/^failed .*"maybe".*token_scope_legacy/s, 'token_scope_legacy takes on or off');
-like(check('token_scope_personal_only users2;'), qr/^failed .*unknown token scope category "users2"/s, 'an unknown personal-only category fails nginx -t');
+like(check('token_scope_personal_only users2;'), qr/^failed .*unknown token scope category or scope "users2"/s, 'an unknown personal-only category fails nginx -t');
 like(check('token_scope_personal_only common;'), qr/^failed .*"token_scope_personal_only" takes categories with a bit/s, 'common cannot be personal-only');
 like(check('token_scope_personal_only usermanagement;'), qr/^ok /, 'token_scope_personal_only usermanagement passes nginx -t');
 like(check('token_scope_personal_only users finance;'), qr/^ok /, 'an alias and several categories are accepted as personal-only');

@@ -1,0 +1,751 @@
+
+/*
+ * Opaque tokens (Ecwid's "secret_..." and "public_..."): not JWTs, known
+ * only by the SHA-256 of the token, described by a Redis HASH
+ * "<prefix>opaque:<hex digest>" (type, scopes, subject, expires, revoked).
+ *
+ * Every worker keeps one hiredis connection for these lookups on nginx's
+ * event loop.  A request whose token is not in the cache zone suspends its
+ * phases until the answer or its timer comes, so no worker ever waits on
+ * Redis; a timed out lookup drops the connection, failing the lookups
+ * queued behind it at once rather than one timeout after another.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+#include "ngx_http_token_scope.h"
+
+
+#define NGX_HTTP_TOKEN_SCOPE_ID_LEN       16
+#define NGX_HTTP_TOKEN_SCOPE_BACKOFF_MIN  100
+#define NGX_HTTP_TOKEN_SCOPE_BACKOFF_MAX  5000
+
+
+/* outlives its request if the request goes first: hiredis holds it */
+struct ngx_http_token_scope_lookup_s {
+    ngx_http_token_scope_ctx_t *ctx;         /* NULL: nobody waits */
+    ngx_uint_t                  changes;     /* of the cache when asked */
+};
+
+
+/* the lookup connection of this worker */
+typedef struct {
+    ngx_http_token_scope_redis_conf_t  *rcf;
+    ngx_log_t                  *log;
+    ngx_http_token_scope_link_t  link;
+    ngx_event_t                 reconnect;
+    ngx_msec_t                  backoff;
+    unsigned                    down_logged:1;
+} ngx_http_token_scope_lookups_t;
+
+
+static ts_reason_e ngx_http_token_scope_opaque_result(
+    ngx_http_token_scope_ctx_t *ctx);
+static ngx_int_t ngx_http_token_scope_opaque_ask(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx);
+static void ngx_http_token_scope_opaque_answer(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static ngx_uint_t ngx_http_token_scope_opaque_facts(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx, redisReply *reply);
+static ngx_int_t ngx_http_token_scope_opaque_id(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx);
+static void ngx_http_token_scope_opaque_wake(ngx_event_t *ev);
+static void ngx_http_token_scope_opaque_cleanup(void *data);
+static void ngx_http_token_scope_opaque_connect(ngx_event_t *ev);
+static void ngx_http_token_scope_opaque_on_connect(
+    const redisAsyncContext *ac, int status);
+static void ngx_http_token_scope_opaque_on_disconnect(
+    const redisAsyncContext *ac, int status);
+static void ngx_http_token_scope_opaque_fail(const char *what,
+    const char *err);
+
+
+static ngx_http_token_scope_lookups_t  ngx_http_token_scope_lookups;
+
+
+/*
+ * The facts of the request's opaque token: from the cache, or from Redis
+ * after the request waited for them.  While a lookup is under way
+ * ctx->opaque is NGX_HTTP_TOKEN_SCOPE_OPAQUE_PENDING and the return value
+ * means nothing.
+ */
+
+ts_reason_e
+ngx_http_token_scope_opaque(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx,
+    ngx_str_t *token)
+{
+    ngx_int_t  rc;
+
+    if (ctx->opaque != NGX_HTTP_TOKEN_SCOPE_OPAQUE_NONE) {
+        /* resumed with the answer, or still waiting for it */
+        return ngx_http_token_scope_opaque_result(ctx);
+    }
+
+    if (ts_sha256(token->data, token->len, ctx->digest) != 0
+        || ngx_http_token_scope_opaque_id(r, ctx) != NGX_OK)
+    {
+        ctx->token.error = "cannot hash the token";
+        return TS_MALFORMED;
+    }
+
+    rc = ngx_http_token_scope_cache_opaque(r, tlcf, ctx);
+
+    if (rc == NGX_OK) {
+        return ngx_http_token_scope_opaque_result(ctx);
+    }
+
+    /* cached facts past their ttl stay as the fallback if Redis fails */
+    ctx->fallback = (rc == NGX_AGAIN) ? ctx->opaque
+                                      : NGX_HTTP_TOKEN_SCOPE_OPAQUE_FAILED;
+
+    if (ngx_http_token_scope_opaque_ask(r, ctx) == NGX_OK) {
+        ctx->opaque = NGX_HTTP_TOKEN_SCOPE_OPAQUE_PENDING;
+        return TS_OK;
+    }
+
+    ctx->opaque = ctx->fallback;
+
+    return ngx_http_token_scope_opaque_result(ctx);
+}
+
+
+static ts_reason_e
+ngx_http_token_scope_opaque_result(ngx_http_token_scope_ctx_t *ctx)
+{
+    switch (ctx->opaque) {
+
+    case NGX_HTTP_TOKEN_SCOPE_OPAQUE_FOUND:
+        return TS_OK;
+
+    case NGX_HTTP_TOKEN_SCOPE_OPAQUE_REVOKED:
+        return TS_REVOKED;
+
+    case NGX_HTTP_TOKEN_SCOPE_OPAQUE_NOT_FOUND:
+        return TS_UNKNOWN_TOKEN;
+
+    case NGX_HTTP_TOKEN_SCOPE_OPAQUE_PENDING:
+        return TS_OK;
+
+    default: /* NGX_HTTP_TOKEN_SCOPE_OPAQUE_FAILED */
+        return TS_REDIS_UNAVAILABLE;
+    }
+}
+
+
+/* a phase handler found the lookup under way: the phases stop until then */
+
+ngx_int_t
+ngx_http_token_scope_opaque_wait(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx)
+{
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "token scope opaque lookup: waiting");
+
+    ctx->waiting = 1;
+
+    /* as limit_req delays: a client that goes away ends the request */
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_request_empty_handler;
+
+    return NGX_AGAIN;
+}
+
+
+static ngx_int_t
+ngx_http_token_scope_opaque_ask(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx)
+{
+    u_char                              *p;
+    size_t                               len;
+    ngx_pool_cleanup_t                  *cln;
+    ngx_http_token_scope_lookup_t       *lookup;
+    ngx_http_token_scope_lookups_t      *lk;
+    ngx_http_token_scope_main_conf_t    *tmcf;
+
+    lk = &ngx_http_token_scope_lookups;
+
+    if (lk->link.ac == NULL) {
+        return NGX_DECLINED;
+    }
+
+    len = ngx_strlen(lk->rcf->key_opaque);
+
+    p = ngx_pnalloc(r->pool, len + 2 * TS_SHA256_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, lk->rcf->key_opaque, len);
+    ngx_hex_dump(p + len, ctx->digest, TS_SHA256_LEN);
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    lookup = ngx_alloc(sizeof(ngx_http_token_scope_lookup_t),
+                       r->connection->log);
+    if (lookup == NULL) {
+        return NGX_ERROR;
+    }
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
+
+    lookup->ctx = ctx;
+    lookup->changes = ngx_http_token_scope_cache_changes(tmcf);
+
+    if (redisAsyncCommand(lk->link.ac, ngx_http_token_scope_opaque_answer,
+                          lookup, "HGETALL %b", p, len + 2 * TS_SHA256_LEN)
+        != REDIS_OK)
+    {
+        ngx_free(lookup);
+        return NGX_DECLINED;
+    }
+
+    ctx->lookup = lookup;
+
+    cln->handler = ngx_http_token_scope_opaque_cleanup;
+    cln->data = ctx;
+
+    ctx->request = r;
+    ctx->wake.handler = ngx_http_token_scope_opaque_wake;
+    ctx->wake.data = ctx;
+    ctx->wake.log = r->connection->log;
+
+    ngx_add_timer(&ctx->wake, lk->rcf->timeout);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "token scope opaque lookup: %*s", len + 16, p);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_token_scope_opaque_answer(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    ngx_http_token_scope_lookup_t *lookup = privdata;
+
+    redisReply                  *rr = reply;
+    ngx_uint_t                   state;
+    ngx_http_request_t          *r;
+    ngx_http_token_scope_ctx_t  *ctx;
+
+    ctx = lookup->ctx;
+
+    if (ctx == NULL) {
+        /* timed out or gone */
+        ngx_free(lookup);
+        return;
+    }
+
+    r = ctx->request;
+    ctx->lookup = NULL;
+
+    if (rr != NULL && rr->type == REDIS_REPLY_ERROR
+        && ngx_strncmp(rr->str, "WRONGTYPE", 9) == 0)
+    {
+        /* an operator's mistake, not an outage */
+        (void) ngx_http_token_scope_opaque_id(r, ctx);
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "token scope: opaque token \"%V\" in Redis is not a "
+                      "hash, treated as unknown", &ctx->token.id);
+
+        ctx->opaque = NGX_HTTP_TOKEN_SCOPE_OPAQUE_NOT_FOUND;
+
+    } else if (rr == NULL || rr->type != REDIS_REPLY_ARRAY) {
+        /* a dropped link has logged why already */
+        if (rr != NULL) {
+            ngx_http_token_scope_opaque_fail("HGETALL",
+                                             rr->type == REDIS_REPLY_ERROR
+                                             ? rr->str : "unexpected reply");
+        }
+
+        ctx->opaque = ctx->fallback;
+
+    } else {
+        state = ngx_http_token_scope_opaque_facts(r, ctx, rr);
+
+        if (state == NGX_HTTP_TOKEN_SCOPE_OPAQUE_FAILED) {
+            ctx->opaque = ctx->fallback;
+
+        } else {
+            ctx->opaque = state;
+            ngx_http_token_scope_cache_store_opaque(r, ctx, lookup->changes);
+        }
+    }
+
+    ngx_free(lookup);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "token scope opaque lookup: answered %ui", ctx->opaque);
+
+    if (ctx->wake.timer_set) {
+        ngx_del_timer(&ctx->wake);
+    }
+
+    /* out of hiredis' callback before the request goes on */
+    ngx_post_event(&ctx->wake, &ngx_posted_events);
+}
+
+
+/*
+ * The HASH into ctx->token: NGX_HTTP_TOKEN_SCOPE_OPAQUE_FOUND, _REVOKED,
+ * _NOT_FOUND (no such key, or one that describes no valid token: the
+ * operator hears of it) or _FAILED (no memory).
+ */
+
+static ngx_uint_t
+ngx_http_token_scope_opaque_facts(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx, redisReply *reply)
+{
+    int                                type;
+    size_t                             i;
+    int64_t                            exp;
+    ngx_uint_t                         revoked;
+    ts_token_t                        *tok;
+    redisReply                        *f, *v;
+    const char                        *bad;
+    ngx_http_token_scope_main_conf_t  *tmcf;
+
+    if (reply->elements == 0) {
+        return NGX_HTTP_TOKEN_SCOPE_OPAQUE_NOT_FOUND;
+    }
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
+
+    tok = &ctx->token;
+    ngx_memzero(tok, sizeof(ts_token_t));
+
+    tok->opaque = 1;
+    tok->no_exp = 1;
+    tok->type = TS_TYPE_MAX;
+    revoked = 0;
+    bad = NULL;
+
+    for (i = 0; i + 1 < reply->elements; i += 2) {
+        f = reply->element[i];
+        v = reply->element[i + 1];
+
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) {
+            bad = "a field is not a string";
+            break;
+        }
+
+        if (ngx_strcmp(f->str, "type") == 0) {
+            type = ts_type_by_name(v->str, v->len);
+
+            if (type <= TS_TYPE_LEGACY) {
+                bad = "invalid \"type\"";
+                break;
+            }
+
+            tok->type = type;
+            tok->test = (type == TS_TYPE_TEST);
+
+        } else if (ngx_strcmp(f->str, "scopes") == 0) {
+            ts_categories_grant(&tmcf->categories, (u_char *) v->str,
+                                v->len, &tok->scope, &tok->names);
+
+        } else if (ngx_strcmp(f->str, "subject") == 0) {
+            tok->sid.data = ngx_pnalloc(r->pool, v->len + 1);
+            if (tok->sid.data == NULL) {
+                return NGX_HTTP_TOKEN_SCOPE_OPAQUE_FAILED;
+            }
+
+            tok->sid.len = v->len;
+            ngx_memcpy(tok->sid.data, v->str, v->len);
+
+        } else if (ngx_strcmp(f->str, "expires") == 0) {
+            if (ts_parse_time((u_char *) v->str, v->len, &exp) != 0) {
+                bad = "invalid \"expires\"";
+                break;
+            }
+
+            /* 0: never, as when the field is absent */
+            tok->exp = exp;
+            tok->no_exp = (exp == 0);
+
+        } else if (ngx_strcmp(f->str, "created") == 0) {
+            /* the issue time a seller's revocation compares with */
+            if (ts_parse_time((u_char *) v->str, v->len, &tok->iat) != 0) {
+                bad = "invalid \"created\"";
+                break;
+            }
+
+            tok->has_iat = 1;
+
+        } else if (ngx_strcmp(f->str, "revoked") == 0) {
+            revoked = (v->len == 1 && v->str[0] == '1');
+        }
+    }
+
+    if (bad == NULL && tok->type == TS_TYPE_MAX) {
+        bad = "no \"type\"";
+    }
+
+    if (ngx_http_token_scope_opaque_id(r, ctx) != NGX_OK) {
+        return NGX_HTTP_TOKEN_SCOPE_OPAQUE_FAILED;
+    }
+
+    if (bad != NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "token scope: opaque token \"%V\" in Redis: %s, "
+                      "treated as unknown", &tok->id, bad);
+
+        ngx_memzero(tok, sizeof(ts_token_t));
+        (void) ngx_http_token_scope_opaque_id(r, ctx);
+
+        return NGX_HTTP_TOKEN_SCOPE_OPAQUE_NOT_FOUND;
+    }
+
+    return revoked ? NGX_HTTP_TOKEN_SCOPE_OPAQUE_REVOKED
+                   : NGX_HTTP_TOKEN_SCOPE_OPAQUE_FOUND;
+}
+
+
+/* the token's id in logs and $token_scope_id: the digest's first half */
+
+static ngx_int_t
+ngx_http_token_scope_opaque_id(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx)
+{
+    ctx->token.opaque = 1;
+
+    ctx->token.id.data = ngx_pnalloc(r->pool, NGX_HTTP_TOKEN_SCOPE_ID_LEN);
+    if (ctx->token.id.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_hex_dump(ctx->token.id.data, ctx->digest,
+                 NGX_HTTP_TOKEN_SCOPE_ID_LEN / 2);
+    ctx->token.id.len = NGX_HTTP_TOKEN_SCOPE_ID_LEN;
+
+    return NGX_OK;
+}
+
+
+/* the answer came (posted), or the timer fired first */
+
+static void
+ngx_http_token_scope_opaque_wake(ngx_event_t *ev)
+{
+    ngx_connection_t             *c;
+    ngx_http_request_t           *r;
+    ngx_http_token_scope_ctx_t   *ctx;
+
+    ctx = ev->data;
+    r = ctx->request;
+    c = r->connection;
+
+    if (ev->timedout) {
+        ev->timedout = 0;
+
+        ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                      "token scope: opaque token lookup timed out");
+
+        if (ctx->lookup != NULL) {
+            ctx->lookup->ctx = NULL;
+            ctx->lookup = NULL;
+        }
+
+        ctx->opaque = ctx->fallback;
+
+        /* the link is stuck: the lookups queued behind fail now */
+        ngx_http_token_scope_opaque_fail("lookup", "timed out");
+    }
+
+    if (!ctx->waiting) {
+        /* a variable asked early; a phase handler will find the result */
+        return;
+    }
+
+    ctx->waiting = 0;
+
+    ngx_http_set_log_request(c->log, r);
+
+    r->read_event_handler = ngx_http_block_reading;
+    r->write_event_handler = ngx_http_core_run_phases;
+
+    ngx_http_core_run_phases(r);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* the request ends while its lookup is under way */
+
+static void
+ngx_http_token_scope_opaque_cleanup(void *data)
+{
+    ngx_http_token_scope_ctx_t *ctx = data;
+
+    if (ctx->lookup != NULL) {
+        ctx->lookup->ctx = NULL;
+        ctx->lookup = NULL;
+    }
+
+    if (ctx->wake.timer_set) {
+        ngx_del_timer(&ctx->wake);
+    }
+
+    if (ctx->wake.posted) {
+        ngx_delete_posted_event(&ctx->wake);
+    }
+}
+
+
+ngx_int_t
+ngx_http_token_scope_opaque_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_token_scope_lookups_t     *lk;
+    ngx_http_token_scope_main_conf_t   *tmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    tmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_token_scope_module);
+
+    if (tmcf == NULL || !tmcf->opaque || tmcf->redis == NULL) {
+        return NGX_OK;
+    }
+
+    lk = &ngx_http_token_scope_lookups;
+
+    ngx_memzero(lk, sizeof(ngx_http_token_scope_lookups_t));
+
+    lk->rcf = tmcf->redis;
+    lk->log = cycle->log;
+    lk->backoff = NGX_HTTP_TOKEN_SCOPE_BACKOFF_MIN;
+
+    lk->reconnect.handler = ngx_http_token_scope_opaque_connect;
+    lk->reconnect.log = cycle->log;
+    lk->reconnect.cancelable = 1;
+
+    ngx_http_token_scope_opaque_connect(&lk->reconnect);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_token_scope_opaque_exit_process(ngx_cycle_t *cycle)
+{
+    redisAsyncContext               *ac;
+    ngx_http_token_scope_lookups_t  *lk;
+
+    lk = &ngx_http_token_scope_lookups;
+
+    if (lk->rcf == NULL) {
+        return;
+    }
+
+    if (lk->reconnect.timer_set) {
+        ngx_del_timer(&lk->reconnect);
+    }
+
+    ac = lk->link.ac;
+    lk->link.ac = NULL;
+
+    if (ac != NULL) {
+        redisAsyncFree(ac);
+    }
+
+    lk->rcf = NULL;
+}
+
+
+static void
+ngx_http_token_scope_opaque_connect(ngx_event_t *ev)
+{
+    ngx_http_token_scope_lookups_t     *lk;
+    ngx_http_token_scope_redis_conf_t  *rcf;
+
+    lk = &ngx_http_token_scope_lookups;
+    rcf = lk->rcf;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    if (ngx_http_token_scope_redis_link(rcf, &lk->link, lk->log,
+                                    ngx_http_token_scope_opaque_on_connect,
+                                    ngx_http_token_scope_opaque_on_disconnect)
+        != NGX_OK)
+    {
+        ngx_http_token_scope_opaque_fail("connect",
+                                         "cannot create a context");
+        return;
+    }
+
+    /* queued before the lookups; an error there fails them in turn */
+    if (rcf->password.len) {
+        redisAsyncCommand(lk->link.ac, NULL, NULL, "AUTH %b",
+                          rcf->password.data, rcf->password.len);
+    }
+
+    if (rcf->db) {
+        redisAsyncCommand(lk->link.ac, NULL, NULL, "SELECT %d",
+                          (int) rcf->db);
+    }
+}
+
+
+static void
+ngx_http_token_scope_opaque_on_connect(const redisAsyncContext *ac,
+    int status)
+{
+    ngx_http_token_scope_lookups_t  *lk;
+
+    lk = &ngx_http_token_scope_lookups;
+
+    if (ac != lk->link.ac) {
+        return;
+    }
+
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback */
+        lk->link.ac = NULL;
+        ngx_http_token_scope_opaque_fail("connect", ac->errstr);
+        return;
+    }
+
+    lk->backoff = NGX_HTTP_TOKEN_SCOPE_BACKOFF_MIN;
+
+    if (lk->down_logged) {
+        ngx_log_error(NGX_LOG_NOTICE, lk->log, 0,
+                      "token scope: redis \"%V\" answers opaque token "
+                      "lookups again", &lk->rcf->address);
+        lk->down_logged = 0;
+    }
+}
+
+
+static void
+ngx_http_token_scope_opaque_on_disconnect(const redisAsyncContext *ac,
+    int status)
+{
+    ngx_http_token_scope_lookups_t  *lk;
+
+    lk = &ngx_http_token_scope_lookups;
+
+    if (ac != lk->link.ac) {
+        /* one we closed ourselves */
+        return;
+    }
+
+    lk->link.ac = NULL;
+
+    ngx_http_token_scope_opaque_fail("connection",
+                                     ac->err ? ac->errstr : "closed by peer");
+}
+
+
+/*
+ * Drops the link (its queued lookups fail and their requests go on with
+ * the fallback), logs once per outage and reconnects after a backoff
+ */
+
+static void
+ngx_http_token_scope_opaque_fail(const char *what, const char *err)
+{
+    redisAsyncContext               *ac;
+    ngx_http_token_scope_lookups_t  *lk;
+
+    lk = &ngx_http_token_scope_lookups;
+
+    if (!lk->down_logged) {
+        ngx_log_error(NGX_LOG_ERR, lk->log, 0,
+                      "token scope: redis \"%V\" %s failed: %s; opaque "
+                      "tokens fall back to the cache, retrying",
+                      &lk->rcf->address, what, err ? err : "no reply");
+        lk->down_logged = 1;
+    }
+
+    ac = lk->link.ac;
+    lk->link.ac = NULL;
+
+    if (ac != NULL) {
+        redisAsyncFree(ac);
+    }
+
+    if (ngx_exiting || ngx_quit || ngx_terminate
+        || lk->reconnect.timer_set)
+    {
+        return;
+    }
+
+    ngx_add_timer(&lk->reconnect, lk->backoff);
+
+    lk->backoff = ngx_min(2 * lk->backoff, NGX_HTTP_TOKEN_SCOPE_BACKOFF_MAX);
+}
+
+
+/* token_scope_opaque on | off [ttl=TIME] [miss_ttl=TIME]; */
+
+char *
+ngx_http_token_scope_opaque_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_token_scope_loc_conf_t *tlcf = conf;
+
+    time_t      *ttl;
+    ngx_str_t   *value, s;
+    ngx_uint_t   i;
+
+    if (tlcf->opaque != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "on") == 0) {
+        tlcf->opaque = 1;
+
+    } else if (ngx_strcmp(value[1].data, "off") == 0) {
+        tlcf->opaque = 0;
+
+    } else {
+        return "must be \"on\" or \"off\"";
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "ttl=", 4) == 0) {
+            ttl = &tlcf->opaque_ttl;
+            s.data = value[i].data + 4;
+
+        } else if (ngx_strncmp(value[i].data, "miss_ttl=", 9) == 0) {
+            ttl = &tlcf->opaque_miss_ttl;
+            s.data = value[i].data + 9;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        s.len = value[i].data + value[i].len - s.data;
+
+        *ttl = ngx_parse_time(&s, 1);
+        if (*ttl == (time_t) NGX_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid time in \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
