@@ -23,6 +23,8 @@ typedef struct {
 
 static const char *ts_categories_bit_name(const ts_categories_t *cats,
     unsigned bit, unsigned named);
+static size_t ts_list_next(const unsigned char *list, size_t len,
+    size_t *pos, size_t *start);
 
 
 static const ts_category_default_t  ts_category_defaults[] = {
@@ -212,34 +214,20 @@ int
 ts_categories_parse(const ts_categories_t *cats, const unsigned char *list,
     size_t len, ts_required_t *req, ts_str_t *bad)
 {
-    size_t                i, start, n;
+    size_t                pos, start, n, count;
     const ts_category_t  *c;
 
     memset(req, 0, sizeof(ts_required_t));
-    n = 0;
+    pos = 0;
+    count = 0;
 
-    for (i = 0; i < len; /* void */) {
+    while ((n = ts_list_next(list, len, &pos, &start)) != 0) {
+        count++;
 
-        while (i < len && (list[i] == ' ' || list[i] == ',')) {
-            i++;
-        }
-
-        start = i;
-
-        while (i < len && list[i] != ' ' && list[i] != ',') {
-            i++;
-        }
-
-        if (i == start) {
-            break;
-        }
-
-        n++;
-
-        c = ts_categories_find(cats, (const char *) list + start, i - start);
+        c = ts_categories_find(cats, (const char *) list + start, n);
         if (c == NULL) {
             bad->data = (unsigned char *) list + start;
-            bad->len = i - start;
+            bad->len = n;
             return -1;
         }
 
@@ -254,7 +242,7 @@ ts_categories_parse(const ts_categories_t *cats, const unsigned char *list,
         }
     }
 
-    if (n == 0) {
+    if (count == 0) {
         bad->data = (unsigned char *) list;
         bad->len = 0;
         return -1;
@@ -274,26 +262,13 @@ void
 ts_categories_grant(const ts_categories_t *cats, const unsigned char *list,
     size_t len, uint64_t *categories, uint64_t *names)
 {
-    size_t                i, start;
+    size_t                pos, start, n;
     const ts_category_t  *c;
 
-    for (i = 0; i < len; /* void */) {
+    pos = 0;
 
-        while (i < len && (list[i] == ' ' || list[i] == ',')) {
-            i++;
-        }
-
-        start = i;
-
-        while (i < len && list[i] != ' ' && list[i] != ',') {
-            i++;
-        }
-
-        if (i == start) {
-            break;
-        }
-
-        c = ts_categories_find(cats, (const char *) list + start, i - start);
+    while ((n = ts_list_next(list, len, &pos, &start)) != 0) {
+        c = ts_categories_find(cats, (const char *) list + start, n);
 
         if (c == NULL || c->common) {
             continue;
@@ -306,6 +281,32 @@ ts_categories_grant(const ts_categories_t *cats, const unsigned char *list,
             *categories |= (uint64_t) 1 << c->bit;
         }
     }
+}
+
+
+/* the next name of a list separated by spaces or commas, 0 at its end */
+
+static size_t
+ts_list_next(const unsigned char *list, size_t len, size_t *pos,
+    size_t *start)
+{
+    size_t  i;
+
+    i = *pos;
+
+    while (i < len && (list[i] == ' ' || list[i] == ',')) {
+        i++;
+    }
+
+    *start = i;
+
+    while (i < len && list[i] != ' ' && list[i] != ',') {
+        i++;
+    }
+
+    *pos = i;
+
+    return i - *start;
 }
 
 

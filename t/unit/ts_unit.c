@@ -1308,6 +1308,20 @@ test_revoke(void)
        "an empty message is refused");
     ok(ts_revoke_message((unsigned char *) "secrets svc-1", 13, &msg) == 0
        && msg.op == TS_SECRETS_CHANGED, "a secrets message parses");
+
+    {
+        static const char  hex[] = "opaque "
+            "00ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e";
+
+        ok(ts_revoke_message((unsigned char *) hex, sizeof(hex) - 1, &msg)
+           == 0 && msg.op == TS_OPAQUE_CHANGED && msg.digest[0] == 0x00
+           && msg.digest[1] == 0xff && msg.digest[31] == 0x1e,
+           "an opaque message carries the digest");
+        ok(ts_revoke_message((unsigned char *) hex, sizeof(hex) - 2, &msg)
+           != 0, "an opaque message with a short digest is refused");
+        ok(ts_revoke_message((unsigned char *) "opaque xyz", 10, &msg) != 0,
+           "an opaque message without hex is refused");
+    }
 }
 
 
