@@ -342,7 +342,10 @@ ngx_http_token_scope_cache_store_opaque(ngx_http_request_t *r,
     /* kept as the fallback as long as redis_down=allow could use it */
     expires = ngx_max(fresh, now + ccf->max_ttl);
 
-    if (!ctx->token.no_exp) {
+    /* an unknown token has no expiry of its own */
+    if (ctx->opaque != NGX_HTTP_TOKEN_SCOPE_OPAQUE_NOT_FOUND
+        && !ctx->token.no_exp)
+    {
         expires = ngx_min(expires, (time_t) ctx->token.exp);
         fresh = ngx_min(fresh, expires);
     }

@@ -23,8 +23,9 @@
 
 
 #define NGX_HTTP_TOKEN_SCOPE_ID_LEN       16
+/* requests fail while the link is down: retry it at least every second */
 #define NGX_HTTP_TOKEN_SCOPE_BACKOFF_MIN  100
-#define NGX_HTTP_TOKEN_SCOPE_BACKOFF_MAX  5000
+#define NGX_HTTP_TOKEN_SCOPE_BACKOFF_MAX  1000
 
 
 /* outlives its request if the request goes first: hiredis holds it */
@@ -62,6 +63,7 @@ static void ngx_http_token_scope_opaque_on_connect(
     const redisAsyncContext *ac, int status);
 static void ngx_http_token_scope_opaque_on_disconnect(
     const redisAsyncContext *ac, int status);
+static void ngx_http_token_scope_opaque_up(void);
 static void ngx_http_token_scope_opaque_fail(const char *what,
     const char *err);
 
@@ -249,6 +251,10 @@ ngx_http_token_scope_opaque_answer(redisAsyncContext *ac, void *reply,
 
     r = ctx->request;
     ctx->lookup = NULL;
+
+    if (rr != NULL) {
+        ngx_http_token_scope_opaque_up();
+    }
 
     if (rr != NULL && rr->type == REDIS_REPLY_ERROR
         && ngx_strncmp(rr->str, "WRONGTYPE", 9) == 0)
@@ -611,16 +617,23 @@ ngx_http_token_scope_opaque_on_connect(const redisAsyncContext *ac,
 
     lk = &ngx_http_token_scope_lookups;
 
-    if (ac != lk->link.ac) {
+    /* a stopped Redis accepts connections too: up is when it answers */
+    if (ac != lk->link.ac || status == REDIS_OK) {
         return;
     }
 
-    if (status != REDIS_OK) {
-        /* hiredis frees the context after this callback */
-        lk->link.ac = NULL;
-        ngx_http_token_scope_opaque_fail("connect", ac->errstr);
-        return;
-    }
+    /* hiredis frees the context after this callback */
+    lk->link.ac = NULL;
+    ngx_http_token_scope_opaque_fail("connect", ac->errstr);
+}
+
+
+static void
+ngx_http_token_scope_opaque_up(void)
+{
+    ngx_http_token_scope_lookups_t  *lk;
+
+    lk = &ngx_http_token_scope_lookups;
 
     lk->backoff = NGX_HTTP_TOKEN_SCOPE_BACKOFF_MIN;
 
