@@ -182,10 +182,7 @@ ngx_http_token_scope_cache_opaque(ngx_http_request_t *r,
     node = ngx_http_token_scope_cache_find(sh, ctx->digest);
     now = ngx_time();
 
-    if (node == NULL || node->expires <= now
-        || (tlcf->redis_down == NGX_HTTP_TOKEN_SCOPE_REDIS_DOWN_DENY
-            && node->stored + tmcf->redis->max_stale <= now))
-    {
+    if (node == NULL || node->expires <= now) {
         sh->stats.misses++;
         ngx_shmtx_unlock(&shpool->mutex);
         return NGX_DECLINED;
@@ -193,6 +190,15 @@ ngx_http_token_scope_cache_opaque(ngx_http_request_t *r,
 
     if (node->fresh <= now || node->epoch != sh->epoch) {
         sh->stats.misses++;
+
+        /* a fallback no older than max_stale, unless redis_down allow */
+        if (tlcf->redis_down == NGX_HTTP_TOKEN_SCOPE_REDIS_DOWN_DENY
+            && node->stored + tmcf->redis->max_stale <= now)
+        {
+            ngx_shmtx_unlock(&shpool->mutex);
+            return NGX_DECLINED;
+        }
+
         rc = NGX_AGAIN;
 
     } else {

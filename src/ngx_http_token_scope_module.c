@@ -717,7 +717,8 @@ ngx_http_token_scope_subject(ngx_http_request_t *r,
         return TS_SUBJECT;
     }
 
-    if (subject.len == ctx->token.sid.len
+    /* an empty value matches nothing, a token without a subject neither */
+    if (subject.len != 0 && subject.len == ctx->token.sid.len
         && ngx_memcmp(subject.data, ctx->token.sid.data, subject.len) == 0)
     {
         return TS_OK;
