@@ -87,6 +87,7 @@ void
 ngx_http_token_scope_count(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t *ctx)
 {
+    uint64_t                           mask;
     unsigned                           bit;
     ngx_http_token_scope_counters_t   *counters;
     ngx_http_token_scope_main_conf_t  *tmcf;
@@ -99,8 +100,9 @@ ngx_http_token_scope_count(ngx_http_request_t *r,
                             [ctx->reason],
         1);
 
-    for (bit = 0; bit < 64; bit++) {
-        if (ctx->required.categories & ((uint64_t) 1 << bit)) {
+    /* a request needs one category or two: stop after the highest */
+    for (bit = 0, mask = ctx->required.categories; mask; bit++, mask >>= 1) {
+        if (mask & 1) {
             ngx_atomic_fetch_add(&counters->categories[bit], 1);
         }
     }

@@ -32,6 +32,10 @@
 #define TS_READONLY_MASK      ((uint64_t) 1 << TS_READONLY_BIT)
 
 #define TS_SHA256_LEN           32
+
+/* ts_sha256_recent(): tokens remembered per process, and up to what size */
+#define TS_RECENT_SLOTS         256
+#define TS_RECENT_MAX_LEN       2048
 #define TS_SECRETS_PER_SERVICE  4
 
 /* a parsed token needs this much scratch memory for a token of len bytes */
@@ -308,6 +312,8 @@ uint64_t ts_table_secret_key(const ts_str_t *service,
     const unsigned char *digest);
 int ts_sha256_pair(const unsigned char *a, size_t alen,
     const unsigned char *b, size_t blen, unsigned char *out);
+int ts_sha256_recent(const unsigned char *salt, const unsigned char *token,
+    size_t len, unsigned char *out);
 int ts_secrets_load(ts_secrets_t *secrets, const unsigned char *text,
     size_t len, char *err, size_t errlen);
 int ts_secrets_match(const ts_secrets_t *secrets, const ts_str_t *service,

@@ -13,7 +13,6 @@
 #include <openssl/bio.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/ecdsa.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -46,6 +45,8 @@ struct ts_key_s {
     ts_key_type_e           type;
     ts_alg_e                alg;         /* pinned by a JWK "alg", or 0 */
     EVP_PKEY               *pkey;
+    EVP_PKEY_CTX           *verify;      /* EC: ready for EVP_PKEY_verify() */
+    EVP_MD                 *md;          /* EC: the digest it signs */
     unsigned char          *secret;
     size_t                  secret_len;
 };
@@ -74,6 +75,8 @@ static int ts_verify_pkey(const ts_key_t *key, const EVP_MD *md,
     ts_token_t *tok);
 static int ts_ecdsa_raw_to_der(const ts_str_t *raw, size_t half,
     unsigned char *der, size_t *der_len);
+static unsigned char *ts_der_integer(unsigned char *p, const unsigned char *n,
+    size_t len);
 
 
 static void
@@ -229,6 +232,27 @@ ts_key_set_pkey(ts_key_t *key, EVP_PKEY *pkey, char *err, size_t errlen)
 
         } else {
             snprintf(err, errlen, "unsupported EC curve \"%s\"", group);
+            return -1;
+        }
+
+        /*
+         * OpenSSL 3 looks the algorithm up and sets the key up again on
+         * every EVP_DigestVerifyInit(): a tenth of an ES256 verification.
+         * A context made once here verifies any number of digests.
+         */
+        key->md = EVP_MD_fetch(NULL, key->type == TS_KEY_EC256 ? "SHA256"
+                                                              : "SHA384",
+                               NULL);
+        key->verify = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+
+        if (key->md == NULL || key->verify == NULL
+            || EVP_PKEY_verify_init(key->verify) != 1)
+        {
+            EVP_MD_free(key->md);
+            EVP_PKEY_CTX_free(key->verify);
+            key->md = NULL;
+            key->verify = NULL;
+            ts_err(err, errlen, "cannot prepare the EC key for verification");
             return -1;
         }
 
@@ -627,6 +651,8 @@ ts_keyset_free(ts_keyset_t *ks)
     size_t  i;
 
     for (i = 0; i < ks->nkeys; i++) {
+        EVP_PKEY_CTX_free(ks->keys[i].verify);
+        EVP_MD_free(ks->keys[i].md);
         EVP_PKEY_free(ks->keys[i].pkey);
 
         if (ks->keys[i].secret != NULL) {
@@ -793,25 +819,26 @@ ts_verify_pkey(const ts_key_t *key, const EVP_MD *md, ts_token_t *tok)
 {
     int             ok;
     size_t          len;
+    unsigned int    hash_len;
     EVP_MD_CTX     *ctx;
     EVP_PKEY_CTX   *pctx;
     unsigned char   der[2 * 48 + 16];
-    unsigned char  *sig;
+    unsigned char   hash[EVP_MAX_MD_SIZE];
 
-    sig = tok->signature.data;
-    len = tok->signature.len;
-
-    if (key->type == TS_KEY_EC256 || key->type == TS_KEY_EC384) {
+    if (key->verify != NULL) {
         /* JWS carries r || s, OpenSSL wants DER */
         if (ts_ecdsa_raw_to_der(&tok->signature,
                                 key->type == TS_KEY_EC256 ? 32 : 48,
                                 der, &len)
-            != 0)
+            != 0
+            || EVP_Digest(tok->signed_part.data, tok->signed_part.len, hash,
+                          &hash_len, key->md, NULL)
+               != 1)
         {
             return 0;
         }
 
-        sig = der;
+        return EVP_PKEY_verify(key->verify, der, len, hash, hash_len) == 1;
     }
 
     ctx = EVP_MD_CTX_new();
@@ -834,8 +861,8 @@ ts_verify_pkey(const ts_key_t *key, const EVP_MD *md, ts_token_t *tok)
         goto done;
     }
 
-    ok = EVP_DigestVerify(ctx, sig, len, tok->signed_part.data,
-                          tok->signed_part.len)
+    ok = EVP_DigestVerify(ctx, tok->signature.data, tok->signature.len,
+                          tok->signed_part.data, tok->signed_part.len)
          == 1;
 
 done:
@@ -846,45 +873,51 @@ done:
 }
 
 
+/*
+ * r || s (each half bytes, big-endian) as DER: SEQUENCE { INTEGER r,
+ * INTEGER s }.  Both integers in their shortest form, with a zero byte
+ * before a high bit; at most 2 + 2 * (2 + 49) bytes, so every length fits
+ * in one byte.
+ */
+
 static int
 ts_ecdsa_raw_to_der(const ts_str_t *raw, size_t half, unsigned char *der,
     size_t *der_len)
 {
-    int             len;
-    BIGNUM         *r, *s;
-    ECDSA_SIG      *sig;
     unsigned char  *p;
 
     if (raw->len != 2 * half) {
         return -1;
     }
 
-    sig = ECDSA_SIG_new();
-    r = BN_bin2bn(raw->data, (int) half, NULL);
-    s = BN_bin2bn(raw->data + half, (int) half, NULL);
+    p = ts_der_integer(der + 2, raw->data, half);
+    p = ts_der_integer(p, raw->data + half, half);
 
-    if (sig == NULL || r == NULL || s == NULL
-        || ECDSA_SIG_set0(sig, r, s) != 1)
-    {
-        BN_free(r);
-        BN_free(s);
-        ECDSA_SIG_free(sig);
-        return -1;
+    der[0] = 0x30;
+    der[1] = (unsigned char) (p - der - 2);
+
+    *der_len = (size_t) (p - der);
+
+    return 0;
+}
+
+
+static unsigned char *
+ts_der_integer(unsigned char *p, const unsigned char *n, size_t len)
+{
+    while (len > 1 && *n == 0) {
+        n++;
+        len--;
     }
 
-    /* sig owns r and s now */
-    len = i2d_ECDSA_SIG(sig, NULL);
+    *p++ = 0x02;
+    *p++ = (unsigned char) (len + (*n >> 7));
 
-    if (len <= 0 || (size_t) len > 2 * half + 16) {
-        ECDSA_SIG_free(sig);
-        return -1;
+    if (*n & 0x80) {
+        *p++ = 0;
     }
 
-    p = der;
-    len = i2d_ECDSA_SIG(sig, &p);
-    ECDSA_SIG_free(sig);
+    memcpy(p, n, len);
 
-    *der_len = (size_t) len;
-
-    return len > 0 ? 0 : -1;
+    return p + len;
 }

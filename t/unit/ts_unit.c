@@ -129,6 +129,10 @@ append_sig(char *buf, size_t n, const unsigned char *sig, size_t len)
 }
 
 
+/* r || s of the last signature sign_es256() made */
+static unsigned char  es256_raw[64];
+
+
 static void
 sign_es256(char *buf, const char *header, const char *payload,
     EVP_PKEY *pkey, int der)
@@ -137,7 +141,7 @@ sign_es256(char *buf, const char *header, const char *payload,
     EVP_MD_CTX     *ctx;
     ECDSA_SIG      *sig;
     const BIGNUM   *r, *s;
-    unsigned char   out[128], raw[64];
+    unsigned char   out[128], *raw;
     const unsigned char  *p;
 
     n = unsigned_token(buf, header, payload);
@@ -153,6 +157,7 @@ sign_es256(char *buf, const char *header, const char *payload,
         return;
     }
 
+    raw = es256_raw;
     p = out;
     sig = d2i_ECDSA_SIG(NULL, &p, (long) len);
     ECDSA_SIG_get0(sig, &r, &s);
@@ -1228,6 +1233,123 @@ test_types(void)
 }
 
 
+/*
+ * r and s of every shape verify: with a high bit (DER adds a zero byte)
+ * and with leading zero bytes (DER drops them); 1 in 256 signatures has
+ * one of the latter, so sign until each was seen.
+ */
+
+static void
+test_ecdsa_shapes(void)
+{
+    int            seen, bad, i, half;
+    char           pem[4096], token[TOKEN_MAX], claims[64], err[256];
+    size_t         n;
+    EVP_PKEY      *pkey;
+    ts_keyset_t    ks;
+
+    pkey = EVP_EC_gen("P-256");
+
+    memset(&ks, 0, sizeof(ks));
+    n = pem_of(pkey, pem, sizeof(pem));
+    (void) ts_keyset_add_pem(&ks, (unsigned char *) pem, n, "k1", err,
+                             sizeof(err));
+
+    seen = 0;
+    bad = 0;
+
+    for (i = 0; i < 20000 && seen != 0x0f; i++) {
+        snprintf(claims, sizeof(claims), "{\"exp\":9999999999,\"n\":%d}", i);
+        sign_es256(token, "{\"alg\":\"ES256\"}", claims, pkey, 0);
+
+        for (half = 0; half < 2; half++) {
+            if (es256_raw[32 * half] & 0x80) {
+                seen |= 1 << half;
+            }
+
+            if (es256_raw[32 * half] == 0) {
+                seen |= 4 << half;
+            }
+        }
+
+        if (check(&ks, token) != TS_OK) {
+            bad++;
+        }
+    }
+
+    ok(seen == 0x0f, "signatures with high bits and leading zeros were made");
+    ok(bad == 0, "every ES256 signature of any shape verifies");
+
+    ts_keyset_free(&ks);
+    EVP_PKEY_free(pkey);
+}
+
+
+static void
+test_sha256_recent(void)
+{
+    int            i, same;
+    size_t         n;
+    unsigned char  salt[TS_SHA256_LEN], salt2[TS_SHA256_LEN];
+    unsigned char  want[TS_SHA256_LEN], got[TS_SHA256_LEN];
+    static unsigned char  token[TS_RECENT_MAX_LEN + 2];
+
+    memset(salt, 's', sizeof(salt));
+    memset(salt2, 't', sizeof(salt2));
+    memset(token, 'a', sizeof(token));
+    n = 365;
+
+    ts_sha256_pair(salt, TS_SHA256_LEN, token, n, want);
+
+    same = 1;
+
+    for (i = 0; i < 3; i++) {
+        same &= ts_sha256_recent(salt, token, n, got) == 0
+                && memcmp(got, want, TS_SHA256_LEN) == 0;
+    }
+
+    ok(same, "a remembered token keeps its digest");
+
+    ts_sha256_recent(salt2, token, n, got);
+    ts_sha256_pair(salt2, TS_SHA256_LEN, token, n, want);
+    ok(memcmp(got, want, TS_SHA256_LEN) == 0,
+       "the same token under another salt gets its own digest");
+
+    ts_sha256_recent(NULL, token, n, got);
+    ts_sha256(token, n, want);
+    ok(memcmp(got, want, TS_SHA256_LEN) == 0,
+       "without a salt it is the token's own SHA-256");
+
+    /* same length, same last bytes, same slot: only the first byte differs */
+    token[0] = 'b';
+    ts_sha256_recent(salt, token, n, got);
+    ts_sha256_pair(salt, TS_SHA256_LEN, token, n, want);
+    ok(memcmp(got, want, TS_SHA256_LEN) == 0,
+       "a token differing from its slot's in one early byte is hashed");
+
+    token[0] = 'a';
+    ts_sha256_recent(salt, token, n - 1, got);
+    ts_sha256_pair(salt, TS_SHA256_LEN, token, n - 1, want);
+    ok(memcmp(got, want, TS_SHA256_LEN) == 0, "a shorter token is hashed");
+
+    same = 1;
+
+    for (i = 0; i < 2; i++) {
+        ts_sha256_recent(salt, token, sizeof(token), got);
+        ts_sha256_pair(salt, TS_SHA256_LEN, token, sizeof(token), want);
+        same &= memcmp(got, want, TS_SHA256_LEN) == 0;
+    }
+
+    ok(same, "a token too long to remember is hashed every time");
+
+    ts_sha256_cleanup();
+
+    ts_sha256_recent(salt, token, n, got);
+    ts_sha256_pair(salt, TS_SHA256_LEN, token, n, want);
+    ok(memcmp(got, want, TS_SHA256_LEN) == 0, "and after a cleanup");
+}
+
+
 static void
 test_revoke(void)
 {
@@ -1332,6 +1454,8 @@ main(void)
     test_time();
     test_is_jwt();
     test_verify();
+    test_ecdsa_shapes();
+    test_sha256_recent();
     test_categories();
     test_names();
     test_scope_claims();
