@@ -202,6 +202,8 @@ extern ngx_module_t  ngx_http_token_scope_module;
 ngx_http_token_scope_ctx_t *ngx_http_token_scope_evaluate(
     ngx_http_request_t *r);
 ngx_int_t ngx_http_token_scope_add_variables(ngx_conf_t *cf);
+ssize_t ngx_http_token_scope_zone_size(ngx_conf_t *cf, ngx_str_t *param,
+    u_char *start);
 int ngx_http_token_scope_base64url(u_char *dst, size_t *dst_len,
     const u_char *src, size_t len);
 char *ngx_http_token_scope_key_file(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -765,17 +765,12 @@ ngx_http_token_scope_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
             name.len = p - name.data;
 
-            s.data = p + 1;
-            s.len = value[i].data + value[i].len - s.data;
-
-            size = ngx_parse_size(&s);
-            if (size == NGX_ERROR || name.len == 0) {
+            if (name.len == 0) {
                 goto invalid;
             }
 
-            if (size < (ssize_t) (8 * ngx_pagesize)) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "zone \"%V\" is too small", &value[i]);
+            size = ngx_http_token_scope_zone_size(cf, &value[i], p + 1);
+            if (size == NGX_ERROR) {
                 return NGX_CONF_ERROR;
             }
 

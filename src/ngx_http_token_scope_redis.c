@@ -93,6 +93,8 @@ static void ngx_http_token_scope_redis_add_read(void *data);
 static void ngx_http_token_scope_redis_del_read(void *data);
 static void ngx_http_token_scope_redis_add_write(void *data);
 static void ngx_http_token_scope_redis_del_write(void *data);
+static void ngx_http_token_scope_redis_watch(ngx_event_t *ev,
+    ngx_int_t event, ngx_uint_t on);
 static void ngx_http_token_scope_redis_cleanup(void *data);
 static void ngx_http_token_scope_redis_read(ngx_event_t *ev);
 static void ngx_http_token_scope_redis_write(ngx_event_t *ev);
@@ -322,13 +324,9 @@ ngx_http_token_scope_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
-            s.data = value[i].data + 5;
-            s.len = value[i].len - 5;
-
-            size = ngx_parse_size(&s);
-            if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "zone \"%V\" is too small", &value[i]);
+            size = ngx_http_token_scope_zone_size(cf, &value[i],
+                                                  value[i].data + 5);
+            if (size == NGX_ERROR) {
                 return NGX_CONF_ERROR;
             }
 
@@ -1282,10 +1280,7 @@ ngx_http_token_scope_redis_add_read(void *data)
 {
     ngx_connection_t  *c = data;
 
-    /* level-triggered: hiredis reads at most one buffer per event */
-    if (!c->read->active) {
-        (void) ngx_add_event(c->read, NGX_READ_EVENT, 0);
-    }
+    ngx_http_token_scope_redis_watch(c->read, NGX_READ_EVENT, 1);
 }
 
 
@@ -1294,9 +1289,7 @@ ngx_http_token_scope_redis_del_read(void *data)
 {
     ngx_connection_t  *c = data;
 
-    if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
-    }
+    ngx_http_token_scope_redis_watch(c->read, NGX_READ_EVENT, 0);
 }
 
 
@@ -1305,9 +1298,7 @@ ngx_http_token_scope_redis_add_write(void *data)
 {
     ngx_connection_t  *c = data;
 
-    if (!c->write->active) {
-        (void) ngx_add_event(c->write, NGX_WRITE_EVENT, 0);
-    }
+    ngx_http_token_scope_redis_watch(c->write, NGX_WRITE_EVENT, 1);
 }
 
 
@@ -1316,8 +1307,21 @@ ngx_http_token_scope_redis_del_write(void *data)
 {
     ngx_connection_t  *c = data;
 
-    if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    ngx_http_token_scope_redis_watch(c->write, NGX_WRITE_EVENT, 0);
+}
+
+
+/* level-triggered: hiredis reads at most one buffer per event */
+
+static void
+ngx_http_token_scope_redis_watch(ngx_event_t *ev, ngx_int_t event,
+    ngx_uint_t on)
+{
+    if (on && !ev->active) {
+        (void) ngx_add_event(ev, event, 0);
+
+    } else if (!on && ev->active) {
+        (void) ngx_del_event(ev, event, 0);
     }
 }
 
