@@ -115,8 +115,8 @@ ngx_http_token_scope_cache_lookup(ngx_http_request_t *r,
     }
 
     /* the keyset is part of the key: a reload with other keys misses */
-    if (ts_sha256_recent(tlcf->keys->fingerprint, token->data, token->len,
-                         digest)
+    if (ts_sha256_recent(tlcf->keys->fingerprint, TS_SHA256_LEN, token->data,
+                         token->len, digest)
         != 0)
     {
         return NGX_DECLINED;

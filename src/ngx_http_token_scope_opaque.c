@@ -90,7 +90,7 @@ ngx_http_token_scope_opaque(ngx_http_request_t *r,
         return ngx_http_token_scope_opaque_result(ctx);
     }
 
-    if (ts_sha256_recent(NULL, token->data, token->len, ctx->digest) != 0
+    if (ts_sha256_recent(NULL, 0, token->data, token->len, ctx->digest) != 0
         || ngx_http_token_scope_opaque_id(r, ctx) != NGX_OK)
     {
         ctx->token.error = "cannot hash the token";

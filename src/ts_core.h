@@ -33,7 +33,7 @@
 
 #define TS_SHA256_LEN           32
 
-/* ts_sha256_recent(): tokens remembered per process, and up to what size */
+/* ts_sha256_recent(): data remembered per process, and up to what size */
 #define TS_RECENT_SLOTS         256
 #define TS_RECENT_MAX_LEN       2048
 #define TS_SECRETS_PER_SERVICE  4
@@ -312,8 +312,8 @@ uint64_t ts_table_secret_key(const ts_str_t *service,
     const unsigned char *digest);
 int ts_sha256_pair(const unsigned char *a, size_t alen,
     const unsigned char *b, size_t blen, unsigned char *out);
-int ts_sha256_recent(const unsigned char *salt, const unsigned char *token,
-    size_t len, unsigned char *out);
+int ts_sha256_recent(const unsigned char *salt, size_t salt_len,
+    const unsigned char *data, size_t len, unsigned char *out);
 int ts_secrets_load(ts_secrets_t *secrets, const unsigned char *text,
     size_t len, char *err, size_t errlen);
 int ts_secrets_match(const ts_secrets_t *secrets, const ts_str_t *service,

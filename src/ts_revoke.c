@@ -57,7 +57,7 @@ ts_table_key(char kind, const unsigned char *data, size_t len)
     uint64_t       key;
     unsigned char  md[TS_SHA256_LEN];
 
-    if (ts_sha256_pair((unsigned char *) &kind, 1, data, len, md) != 0) {
+    if (ts_sha256_recent((unsigned char *) &kind, 1, data, len, md) != 0) {
         memset(md, 0, sizeof(md));
     }
 

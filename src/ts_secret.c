@@ -85,21 +85,21 @@ ts_sha256_pair(const unsigned char *a, size_t alen, const unsigned char *b,
 
 
 /*
- * SHA-256 of salt || token (salt: TS_SHA256_LEN bytes, or NULL), for the
- * tokens seen last.  Hashing a token of a few hundred bytes is most of
- * what a cached token costs per request, and clients send the same token
- * request after request: comparing it with the one remembered costs a
- * fraction of that.  The comparison takes the same time whatever byte
- * differs, as the tokens remembered are other clients' secrets.  A slot is
- * picked by the token's last bytes (a signature's, for a JWT); a token
- * that does not match its slot is hashed and takes the slot.
+ * SHA-256 of salt || data (salt: up to TS_SHA256_LEN bytes), for the data
+ * seen last.  Hashing a token of a few hundred bytes is most of what a
+ * cached token costs per request, and clients send the same token request
+ * after request: comparing it with the one remembered costs a fraction of
+ * that.  The comparison takes the same time whatever byte differs, as the
+ * tokens remembered are other clients' secrets.  A slot is picked by the
+ * last bytes of data (a signature's, for a JWT); data that does not match
+ * its slot is hashed and takes the slot.
  */
 
 typedef struct {
     size_t          len;
     size_t          size;
-    unsigned char  *token;
-    int             salted;
+    unsigned char  *data;
+    size_t          salt_len;
     unsigned char   salt[TS_SHA256_LEN];
     unsigned char   digest[TS_SHA256_LEN];
 } ts_recent_t;
@@ -136,8 +136,8 @@ ts_equal(const unsigned char *a, const unsigned char *b, size_t len)
 
 
 int
-ts_sha256_recent(const unsigned char *salt, const unsigned char *token,
-    size_t len, unsigned char *out)
+ts_sha256_recent(const unsigned char *salt, size_t salt_len,
+    const unsigned char *data, size_t len, unsigned char *out)
 {
     size_t          i, hash;
     ts_recent_t    *slot;
@@ -146,52 +146,48 @@ ts_sha256_recent(const unsigned char *salt, const unsigned char *token,
     hash = len;
 
     for (i = len < 8 ? 0 : len - 8; i < len; i++) {
-        hash = hash * 31 + token[i];
+        hash = hash * 31 + data[i];
     }
 
     slot = &ts_recent[hash % TS_RECENT_SLOTS];
 
-    if (slot->token != NULL
+    if (slot->data != NULL
         && slot->len == len
-        && slot->salted == (salt != NULL)
-        && (salt == NULL || memcmp(slot->salt, salt, TS_SHA256_LEN) == 0)
-        && ts_equal(slot->token, token, len))
+        && slot->salt_len == salt_len
+        && (salt_len == 0 || memcmp(slot->salt, salt, salt_len) == 0)
+        && ts_equal(slot->data, data, len))
     {
         memcpy(out, slot->digest, TS_SHA256_LEN);
         return 0;
     }
 
-    if (ts_sha256_pair(salt ? salt : token, salt ? TS_SHA256_LEN : len,
-                       salt ? token : NULL, salt ? len : 0, out)
-        != 0)
-    {
+    if (ts_sha256_pair(salt, salt_len, data, len, out) != 0) {
         return -1;
     }
 
-    if (len > TS_RECENT_MAX_LEN) {
+    if (len > TS_RECENT_MAX_LEN || salt_len > TS_SHA256_LEN) {
         return 0;
     }
 
     if (slot->size < len) {
-        /* a slot grows to the longest token it held, TS_RECENT_MAX_LEN */
+        /* a slot grows to the longest data it held, TS_RECENT_MAX_LEN */
         copy = malloc(len);
         if (copy == NULL) {
             return 0;
         }
 
-        free(slot->token);
-        slot->token = copy;
+        free(slot->data);
+        slot->data = copy;
         slot->size = len;
     }
 
-    memcpy(slot->token, token, len);
+    memcpy(slot->data, data, len);
     slot->len = len;
-    slot->salted = (salt != NULL);
-
-    if (salt != NULL) {
-        memcpy(slot->salt, salt, TS_SHA256_LEN);
+    if (salt_len) {
+        memcpy(slot->salt, salt, salt_len);
     }
 
+    slot->salt_len = salt_len;
     memcpy(slot->digest, out, TS_SHA256_LEN);
 
     return 0;
@@ -212,9 +208,9 @@ ts_sha256_cleanup(void)
     ts_sha256_md = NULL;
 
     for (i = 0; i < TS_RECENT_SLOTS; i++) {
-        if (ts_recent[i].token != NULL) {
-            OPENSSL_cleanse(ts_recent[i].token, ts_recent[i].size);
-            free(ts_recent[i].token);
+        if (ts_recent[i].data != NULL) {
+            OPENSSL_cleanse(ts_recent[i].data, ts_recent[i].size);
+            free(ts_recent[i].data);
         }
     }
 

@@ -1289,7 +1289,9 @@ static void
 test_sha256_recent(void)
 {
     int            i, same;
+    char           kind;
     size_t         n;
+    uint64_t       key;
     unsigned char  salt[TS_SHA256_LEN], salt2[TS_SHA256_LEN];
     unsigned char  want[TS_SHA256_LEN], got[TS_SHA256_LEN];
     static unsigned char  token[TS_RECENT_MAX_LEN + 2];
@@ -1304,47 +1306,56 @@ test_sha256_recent(void)
     same = 1;
 
     for (i = 0; i < 3; i++) {
-        same &= ts_sha256_recent(salt, token, n, got) == 0
+        same &= ts_sha256_recent(salt, TS_SHA256_LEN, token, n, got) == 0
                 && memcmp(got, want, TS_SHA256_LEN) == 0;
     }
 
     ok(same, "a remembered token keeps its digest");
 
-    ts_sha256_recent(salt2, token, n, got);
+    ts_sha256_recent(salt2, TS_SHA256_LEN, token, n, got);
     ts_sha256_pair(salt2, TS_SHA256_LEN, token, n, want);
     ok(memcmp(got, want, TS_SHA256_LEN) == 0,
        "the same token under another salt gets its own digest");
 
-    ts_sha256_recent(NULL, token, n, got);
+    ts_sha256_recent(NULL, 0, token, n, got);
     ts_sha256(token, n, want);
     ok(memcmp(got, want, TS_SHA256_LEN) == 0,
        "without a salt it is the token's own SHA-256");
 
     /* same length, same last bytes, same slot: only the first byte differs */
     token[0] = 'b';
-    ts_sha256_recent(salt, token, n, got);
+    ts_sha256_recent(salt, TS_SHA256_LEN, token, n, got);
     ts_sha256_pair(salt, TS_SHA256_LEN, token, n, want);
     ok(memcmp(got, want, TS_SHA256_LEN) == 0,
        "a token differing from its slot's in one early byte is hashed");
 
     token[0] = 'a';
-    ts_sha256_recent(salt, token, n - 1, got);
+    ts_sha256_recent(salt, TS_SHA256_LEN, token, n - 1, got);
     ts_sha256_pair(salt, TS_SHA256_LEN, token, n - 1, want);
     ok(memcmp(got, want, TS_SHA256_LEN) == 0, "a shorter token is hashed");
 
     same = 1;
 
     for (i = 0; i < 2; i++) {
-        ts_sha256_recent(salt, token, sizeof(token), got);
+        ts_sha256_recent(salt, TS_SHA256_LEN, token, sizeof(token), got);
         ts_sha256_pair(salt, TS_SHA256_LEN, token, sizeof(token), want);
         same &= memcmp(got, want, TS_SHA256_LEN) == 0;
     }
 
     ok(same, "a token too long to remember is hashed every time");
 
+    /* revocation keys go through it too: the same key, hit or miss */
+    kind = TS_TABLE_KEY_ID;
+    ts_sha256_pair((unsigned char *) &kind, 1, (unsigned char *) "abc", 3,
+                   want);
+    memcpy(&key, want, sizeof(key));
+    ok(ts_table_key(TS_TABLE_KEY_ID, (unsigned char *) "abc", 3) == key
+       && ts_table_key(TS_TABLE_KEY_ID, (unsigned char *) "abc", 3) == key,
+       "a revocation key is the SHA-256 of kind and id, remembered or not");
+
     ts_sha256_cleanup();
 
-    ts_sha256_recent(salt, token, n, got);
+    ts_sha256_recent(salt, TS_SHA256_LEN, token, n, got);
     ts_sha256_pair(salt, TS_SHA256_LEN, token, n, want);
     ok(memcmp(got, want, TS_SHA256_LEN) == 0, "and after a cleanup");
 }
