@@ -13,12 +13,11 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 
-use JSON::PP;
-use MIME::Base64 qw(decode_base64url);
 use Test::More;
 use Time::HiRes qw(time);
-use TokenScope::Test qw(verdict);
-use TokenScope::Redis qw(wait_for globals uuid7 redis_state_lines reload);
+use TokenScope::Test qw(verdict token_claims);
+use TokenScope::Redis qw(wait_for revocation_config uuid7 redis_state_lines
+                         reload);
 
 TokenScope::Redis::check_installed();
 
@@ -27,53 +26,9 @@ my $redis = TokenScope::Redis->new($t);
 
 $t->keygen('ES256', 'e1');
 
-my $conf = globals(workers => 2) . <<'EOF';
-
-http {
-    %%TEST_GLOBALS_HTTP%%
-
-    token_scope_key_file %%KEYS%%/e1.pem kid=e1;
-    token_scope_redis 127.0.0.1:%%REDIS%% timeout=200ms max_stale=2s;
-
-    server {
-        # reuseport: the kernel spreads the connections over both workers
-        listen 127.0.0.1:%%PORT_8080%% reuseport;
-        server_name localhost;
-
-        add_header X-Worker $pid always;
-        add_header X-TS-Reason $token_scope_reason always;
-
-        location / {
-            token_scope marketplace;
-            proxy_pass http://127.0.0.1:%%PORT_8081%%;
-        }
-
-        location /allow {
-            token_scope marketplace;
-            token_scope_redis_down allow;
-            proxy_pass http://127.0.0.1:%%PORT_8081%%;
-        }
-
-        location /norevoke {
-            token_scope marketplace;
-            token_scope_revocation off;
-            proxy_pass http://127.0.0.1:%%PORT_8081%%;
-        }
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_8081%%;
-        server_name backend;
-
-        location / {
-            return 200 "backend ok\n";
-        }
-    }
-}
-EOF
-
-$conf =~ s/%%REDIS%%/$redis->port/ge;
-$t->write_config($conf);
+$t->write_config(revocation_config(
+    redis => '127.0.0.1:' . $redis->port . ' timeout=200ms max_stale=2s',
+    worker_header => 1, reason_header => 1, allow => 1, norevoke => 1));
 
 $redis->start();
 $t->run();
@@ -82,13 +37,6 @@ ok(wait_for(sub { $t->read_file('error.log') =~ /redis.*synced/i }, 5),
    'the node connects and syncs at start')
     or diag($t->read_file('error.log'));
 
-
-sub claims {
-    my ($token) = @_;
-    return JSON::PP->new->decode(decode_base64url((split /\./, $token)[1]));
-}
-
-sub id_of { claims($_[0])->{id} }
 
 sub call {
     my ($path, $token) = @_;
@@ -133,7 +81,7 @@ my @mp = ('--categories', 'marketplace');
 # revoke and unrevoke by token id
 
 my $ta = $t->mint('e1', @mp);
-my $taid = id_of($ta);
+my $taid = token_claims($ta)->{id};
 
 is(v('/', $ta), '200', 'a valid token passes');
 
@@ -165,14 +113,14 @@ ok(defined until_everywhere('/', $ta, '200', 2),
 # a token passed instead of its id, on the command line and on stdin
 
 my $tb = $t->mint('e1', @mp);
-my $tbid = id_of($tb);
+my $tbid = token_claims($tb)->{id};
 
 like($redis->revoke($tb), qr/^\Q$tbid\E: revoked/m,
      'scripts/revoke TOKEN revokes its id');
 ok(defined until_everywhere('/', $tb, '401 revoked', 2), 'refused');
 
 my $tc = $t->mint('e1', @mp);
-my $tcid = id_of($tc);
+my $tcid = token_claims($tc)->{id};
 my $list = $t->write_file('ids.txt', "$tc\n# a comment\n\n");
 
 my ($rc, $out, $err) = $t->run_cmd(
@@ -270,7 +218,7 @@ ok(defined until_everywhere('/', $recent, '401 revoked', 2),
    'the token\'s seller is revoked');
 
 my $newer = $t->mint('e1', @mp, '--claim',
-                     'sid="' . claims($recent)->{sid} . '"',
+                     'sid="' . token_claims($recent)->{sid} . '"',
                      '--claim', 'iat=' . (int(time()) + 1),
                      '--exp-in', 7200);
 sleep 2;
@@ -286,10 +234,10 @@ ok(defined until_everywhere('/', $recent, '200', 2), 'passes again');
 my $td = $t->mint('e1', @mp);
 my $te = $t->mint('e1', @mp);
 
-$redis->revoke(id_of($td));
+$redis->revoke(token_claims($td)->{id});
 ok(defined until_everywhere('/', $td, '401 revoked', 2), 'd revoked');
 
-is($redis->cli('SADD', 'token_scope:revoked', id_of($te)), '1',
+is($redis->cli('SADD', 'token_scope:revoked', token_claims($te)->{id}), '1',
    'raw SADD without PUBLISH');
 
 my $synced = () = $t->read_file('error.log') =~ /redis.*synced/gi;
@@ -311,18 +259,18 @@ is($all, '401 revoked', 'the earlier revocation still holds after reload');
 
 my $tf = $t->mint('e1', @mp);
 is(v('/', $tf), '200', 'a fresh token passes after the reload');
-$redis->revoke(id_of($tf));
+$redis->revoke(token_claims($tf)->{id});
 $took = until_everywhere('/', $tf, '401 revoked', 2);
 ok(defined $took, 'a revocation after the reload reaches every worker');
 cmp_ok($took // 9, '<', 1, 'within a second');
 
-$redis->unrevoke(id_of($tf));
+$redis->unrevoke(token_claims($tf)->{id});
 ok(defined until_everywhere('/', $tf, '200', 2), 'and the unrevocation');
 
 
 # a removal written without PUBLISH applies after a reload too
 
-is($redis->cli('SREM', 'token_scope:revoked', id_of($te)), '1',
+is($redis->cli('SREM', 'token_scope:revoked', token_claims($te)->{id}), '1',
    'raw SREM without PUBLISH');
 
 reload($t);

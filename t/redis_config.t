@@ -12,12 +12,11 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 
-use JSON::PP;
-use MIME::Base64 qw(decode_base64url);
 use Test::More;
 use Time::HiRes qw(sleep time);
-use TokenScope::Test qw(verdict);
-use TokenScope::Redis qw(wait_for globals uuid7 redis_state_lines reload);
+use TokenScope::Test qw(verdict token_claims);
+use TokenScope::Redis qw(wait_for revocation_config uuid7 redis_state_lines
+                         reload);
 
 TokenScope::Redis::check_installed();
 
@@ -132,54 +131,15 @@ is($rc, 0, 'the per-location directives without token_scope_redis')
 
 my $socket = $redis->socket;
 
-my $running = globals(workers => 2) . <<"EOF";
-
-http {
-    %%TEST_GLOBALS_HTTP%%
-
-    token_scope_key_file %%KEYS%%/e1.pem kid=e1;
-    token_scope_redis unix:$socket db=3 prefix=shop: password=%%PASSWORD%%
-                      lifetime=1h timeout=200ms max_stale=2s;
-
-    server {
-        listen 127.0.0.1:%%PORT_8080%% reuseport;
-        server_name localhost;
-
-        add_header X-TS-Reason \$token_scope_reason always;
-
-        location / {
-            token_scope marketplace;
-            proxy_pass http://127.0.0.1:%%PORT_8081%%;
-        }
-
-        location /allow {
-            token_scope marketplace;
-            token_scope_redis_down allow;
-            proxy_pass http://127.0.0.1:%%PORT_8081%%;
-        }
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_8081%%;
-        server_name backend;
-
-        location / {
-            return 200 "backend ok\\n";
-        }
-    }
-}
-EOF
+my $running = revocation_config(
+    redis => "unix:$socket db=3 prefix=shop: password=%%PASSWORD%%"
+             . ' lifetime=1h timeout=200ms max_stale=2s',
+    reason_header => 1, allow => 1);
 
 sub running {
     my ($password) = @_;
     (my $c = $running) =~ s/%%PASSWORD%%/$password/g;
     $t->write_config($c);
-}
-
-sub id_of {
-    my ($token) = @_;
-    return JSON::PP->new->decode(decode_base64url((split /\./, $token)[1]))
-        ->{id};
 }
 
 sub v {
@@ -218,16 +178,17 @@ ok(wait_for(sub { $t->read_file('error.log') =~ /redis.*synced/i }, 5),
 my @mp = ('--categories', 'marketplace');
 
 my $tok = $t->mint('e1', @mp);
+my $id = token_claims($tok)->{id};
 is(v('/', $tok), '200', 'a valid token passes');
 
 # written under the default prefix or into another db: not ours, neither
 # by pub/sub nor on a resync (channels are server-wide, not per db: the
 # prefix keeps two users of one Redis apart)
 
-$redis->cli('SADD', 'token_scope:revoked', id_of($tok));
-$redis->cli('-n', 3, 'SADD', 'token_scope:revoked', id_of($tok));
-$redis->cli('SADD', 'shop:revoked', id_of($tok));
-$redis->cli('PUBLISH', 'token_scope:revocations', 'revoke ' . id_of($tok));
+$redis->cli('SADD', 'token_scope:revoked', $id);
+$redis->cli('-n', 3, 'SADD', 'token_scope:revoked', $id);
+$redis->cli('SADD', 'shop:revoked', $id);
+$redis->cli('PUBLISH', 'token_scope:revocations', 'revoke ' . $id);
 
 my $synced = () = $t->read_file('error.log') =~ /redis.*synced/gi;
 reload($t);
@@ -238,17 +199,17 @@ ok(wait_for(sub {
 
 is(v('/', $tok), '200', 'revocations under another prefix or db are ignored');
 
-($rc, $out) = script('revoke', '--db', 3, '--prefix', 'shop:', id_of($tok));
+($rc, $out) = script('revoke', '--db', 3, '--prefix', 'shop:', $id);
 is($rc, 0, 'scripts/revoke over the unix socket, db 3, prefix shop:')
     or diag($out);
 like($out, qr/[1-9]\d* subscriber/, 'the node hears it');
 
 ok(wait_for(sub { v('/', $tok) eq '401 revoked' }, 2), 'the token is refused');
 
-is($redis->cli('-n', 3, 'SISMEMBER', 'shop:revoked', id_of($tok)), '1',
+is($redis->cli('-n', 3, 'SISMEMBER', 'shop:revoked', $id), '1',
    'the key is shop:revoked in db 3');
 
-($rc, $out) = script('unrevoke', '--db', 3, '--prefix', 'shop:', id_of($tok));
+($rc, $out) = script('unrevoke', '--db', 3, '--prefix', 'shop:', $id);
 is($rc, 0, 'scripts/unrevoke') or diag($out);
 ok(wait_for(sub { v('/', $tok) eq '200' }, 2), 'passes again');
 
@@ -284,7 +245,7 @@ ok(wait_for(sub { v('/', $old) eq '200' }, 2), 'passes again');
 # a wrong password: said in the log, then the stale policy
 
 my $gone = $t->mint('e1', @mp);
-script('revoke', '--db', 3, '--prefix', 'shop:', id_of($gone));
+script('revoke', '--db', 3, '--prefix', 'shop:', token_claims($gone)->{id});
 ok(wait_for(sub { v('/', $gone) eq '401 revoked' }, 2), 'one token revoked');
 
 my @before = redis_state_lines($t);

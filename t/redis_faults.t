@@ -13,12 +13,10 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 
-use JSON::PP;
-use MIME::Base64 qw(decode_base64url);
 use Test::More;
 use Time::HiRes qw(sleep time);
-use TokenScope::Test qw(verdict);
-use TokenScope::Redis qw(wait_for globals redis_state_lines);
+use TokenScope::Test qw(verdict token_claims);
+use TokenScope::Redis qw(wait_for revocation_config redis_state_lines);
 
 TokenScope::Redis::check_installed();
 
@@ -29,59 +27,10 @@ $t->keygen('ES256', 'e1');
 
 my $MAX_STALE = 2;
 
-my $conf = globals(workers => 2) . <<'EOF';
+$t->write_config(revocation_config(
+    redis => '127.0.0.1:' . $redis->port . ' timeout=200ms max_stale=2s',
+    worker_header => 1, reason_header => 1, allow => 1, norevoke => 1));
 
-http {
-    %%TEST_GLOBALS_HTTP%%
-
-    token_scope_key_file %%KEYS%%/e1.pem kid=e1;
-    token_scope_redis 127.0.0.1:%%REDIS%% timeout=200ms max_stale=2s;
-
-    server {
-        listen 127.0.0.1:%%PORT_8080%% reuseport;
-        server_name localhost;
-
-        add_header X-Worker $pid always;
-        add_header X-TS-Reason $token_scope_reason always;
-
-        location / {
-            token_scope marketplace;
-            proxy_pass http://127.0.0.1:%%PORT_8081%%;
-        }
-
-        location /allow {
-            token_scope marketplace;
-            token_scope_redis_down allow;
-            proxy_pass http://127.0.0.1:%%PORT_8081%%;
-        }
-
-        location /norevoke {
-            token_scope marketplace;
-            token_scope_revocation off;
-            proxy_pass http://127.0.0.1:%%PORT_8081%%;
-        }
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_8081%%;
-        server_name backend;
-
-        location / {
-            return 200 "backend ok\n";
-        }
-    }
-}
-EOF
-
-$conf =~ s/%%REDIS%%/$redis->port/ge;
-$t->write_config($conf);
-
-
-sub id_of {
-    my ($token) = @_;
-    return JSON::PP->new->decode(decode_base64url((split /\./, $token)[1]))
-        ->{id};
-}
 
 # (verdict, seconds) of one request
 
@@ -173,7 +122,7 @@ ok(wait_for(sub { v('/', $ok) eq '200' }, 7),
 like($t->read_file('error.log'), qr/redis.*connected/i, 'logged: connected');
 like($t->read_file('error.log'), qr/redis.*synced/i, 'logged: synced');
 
-$redis->revoke(id_of($gone));
+$redis->revoke(token_claims($gone)->{id});
 ok(wait_for(sub { v('/', $gone) eq '401 revoked' }, 2), 'revocation works');
 
 
@@ -183,7 +132,7 @@ my $fresh = $t->mint('e1', @mp);
 my $late = $t->mint('e1', @mp);
 my $undone = $t->mint('e1', @mp);
 
-$redis->revoke(id_of($undone));
+$redis->revoke(token_claims($undone)->{id});
 ok(wait_for(sub { v('/', $undone) eq '401 revoked' }, 2), 'one more revoked');
 
 $redis->kill9();
@@ -204,8 +153,8 @@ cmp_ok(time() - $killed, '<', $MAX_STALE, '(all that within max_stale)');
 
 $redis->start(hidden => 1);
 
-$redis->cli_socket('SADD', 'token_scope:revoked', id_of($gone),
-                   id_of($late));
+$redis->cli_socket('SADD', 'token_scope:revoked', token_claims($gone)->{id},
+                   token_claims($late)->{id});
 
 ($all) = burst('/', $late, 5);
 is($all, '200', 'not known before the reconnect') if time() - $killed < 1.5;
@@ -219,7 +168,7 @@ is(v('/', $undone), '200',
    'an id missing from the restarted Redis passes (Redis is the truth)');
 is(v('/', $ok), '200', 'valid tokens pass');
 
-$redis->revoke(id_of($fresh));
+$redis->revoke(token_claims($fresh)->{id});
 ok(wait_for(sub { v('/', $fresh) eq '401 revoked' }, 2),
    'pub/sub works after the reconnect');
 
@@ -252,7 +201,7 @@ cmp_ok(scalar @after - scalar @before, '<=', 1,
     or diag(join "\n", @after[scalar @before .. $#after]);
 
 $redis->start(hidden => 1);
-$redis->cli_socket('SADD', 'token_scope:revoked', id_of($gone));
+$redis->cli_socket('SADD', 'token_scope:revoked', token_claims($gone)->{id});
 $redis->expose();
 
 ok(wait_for(sub { v('/', $ok) eq '200' }, 7),
@@ -297,7 +246,7 @@ $redis->resume();
 ok(wait_for(sub { v('/', $ok) eq '200' }, 7),
    'Redis continued: requests pass again');
 
-$redis->revoke(id_of($stopped_tok));
+$redis->revoke(token_claims($stopped_tok)->{id});
 ok(wait_for(sub { v('/', $stopped_tok) eq '401 revoked' }, 2),
    'and revocation works');
 

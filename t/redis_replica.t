@@ -12,12 +12,11 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 
-use JSON::PP;
-use MIME::Base64 qw(decode_base64url);
 use Test::More;
 use Time::HiRes qw(sleep time);
-use TokenScope::Test qw(verdict);
-use TokenScope::Redis qw(wait_for globals redis_state_lines reload);
+use TokenScope::Test qw(verdict token_claims);
+use TokenScope::Redis qw(wait_for revocation_config redis_state_lines
+                         reload);
 
 TokenScope::Redis::check_installed();
 
@@ -31,42 +30,11 @@ my $replica = TokenScope::Redis->new($near, name => 'replica',
                                      replicaof => $primary);
 
 
-my $conf = globals(workers => 2) . <<'EOF';
-
-http {
-    %%TEST_GLOBALS_HTTP%%
-
-    token_scope_key_file %%KEYDIR%%/e1.pem kid=e1;
-    token_scope_redis 127.0.0.1:%%REDIS%% timeout=200ms max_stale=2s;
-
-    server {
-        listen 127.0.0.1:%%PORT_8080%% reuseport;
-        server_name localhost;
-
-        add_header X-Worker $pid always;
-
-        location / {
-            token_scope marketplace;
-            proxy_pass http://127.0.0.1:%%PORT_8081%%;
-        }
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_8081%%;
-        server_name backend;
-
-        location / {
-            return 200 "backend ok\n";
-        }
-    }
-}
-EOF
-
 for my $pair ([ $near, $primary ], [ $far, $replica ]) {
     my ($t, $r) = @$pair;
-    (my $c = $conf) =~ s/%%REDIS%%/$r->port/ge;
-    $c =~ s/%%KEYDIR%%/$near->keydir/ge;
-    $t->write_config($c);
+    $t->write_config(revocation_config(
+        redis => '127.0.0.1:' . $r->port . ' timeout=200ms max_stale=2s',
+        keys => $near->keydir, worker_header => 1));
 }
 
 # each instance picks its free ports on its own: they must all differ
@@ -93,12 +61,6 @@ for my $t ($near, $far) {
 }
 
 
-sub id_of {
-    my ($token) = @_;
-    return JSON::PP->new->decode(decode_base64url((split /\./, $token)[1]))
-        ->{id};
-}
-
 sub v {
     my ($t, $token) = @_;
     return verdict($t->get('/', Authorization => "Bearer $token"));
@@ -117,6 +79,7 @@ sub everywhere {
 my @mp = ('--categories', 'marketplace');
 
 my $tok = $near->mint('e1', @mp);
+my $id = token_claims($tok)->{id};
 $far->remember($tok);
 
 is(v($near, $tok), '200', 'near: a valid token passes');
@@ -125,7 +88,7 @@ is(v($far, $tok), '200', 'far: a valid token passes');
 
 # revoked on the primary, enforced by the instance on the replica
 
-my ($rc, $out) = $primary->script('revoke', id_of($tok));
+my ($rc, $out) = $primary->script('revoke', $id);
 is($rc, 0, 'scripts/revoke on the primary') or diag($out);
 
 my $start = time();
@@ -138,14 +101,14 @@ ok(everywhere($far, $tok, '401 revoked'), 'far: on every worker');
 ok(wait_for(sub { v($near, $tok) eq '401 revoked' }, 2),
    'near (primary): refused too');
 
-is($replica->cli('SISMEMBER', 'token_scope:revoked', id_of($tok)), '1',
+is($replica->cli('SISMEMBER', 'token_scope:revoked', $id), '1',
    'the replica holds the id');
 
 ($rc, $out) = $replica->script('revoke', 'some-id');
 isnt($rc, 0, 'scripts/revoke on the replica fails');
 like($out, qr/READONLY/, 'and says the replica is read-only');
 
-($rc, $out) = $primary->script('unrevoke', id_of($tok));
+($rc, $out) = $primary->script('unrevoke', $id);
 is($rc, 0, 'scripts/unrevoke on the primary') or diag($out);
 ok(wait_for(sub { v($far, $tok) eq '200' }, 2), 'far: passes again');
 ok(everywhere($far, $tok, '200'), 'far: on every worker');
@@ -153,13 +116,7 @@ ok(everywhere($far, $tok, '200'), 'far: on every worker');
 
 # a seller revoked on the primary
 
-my $sid = claims_sid($tok);
-
-sub claims_sid {
-    my ($token) = @_;
-    return JSON::PP->new->decode(decode_base64url((split /\./, $token)[1]))
-        ->{sid};
-}
+my $sid = token_claims($tok)->{sid};
 
 ($rc, $out) = $primary->script('revoke-seller', $sid, int(time()) + 1);
 is($rc, 0, 'scripts/revoke-seller on the primary') or diag($out);
@@ -174,12 +131,13 @@ ok(wait_for(sub { v($far, $tok) eq '200' }, 2), 'far: passes again');
 # written to the primary without PUBLISH: replicated, applied on resync
 
 my $quiet = $near->mint('e1', @mp);
+my $quiet_id = token_claims($quiet)->{id};
 $far->remember($quiet);
 
-is($primary->cli('SADD', 'token_scope:revoked', id_of($quiet)), '1',
+is($primary->cli('SADD', 'token_scope:revoked', $quiet_id), '1',
    'raw SADD on the primary');
 ok(wait_for(sub { $replica->cli('SISMEMBER', 'token_scope:revoked',
-                                id_of($quiet)) eq '1' }, 2),
+                                $quiet_id) eq '1' }, 2),
    'replicated');
 
 reload($far);

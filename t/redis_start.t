@@ -12,12 +12,10 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 
-use JSON::PP;
-use MIME::Base64 qw(decode_base64url);
 use Test::More;
 use Time::HiRes qw(time);
-use TokenScope::Test qw(verdict);
-use TokenScope::Redis qw(wait_for globals);
+use TokenScope::Test qw(verdict token_claims);
+use TokenScope::Redis qw(wait_for revocation_config);
 
 TokenScope::Redis::check_installed();
 
@@ -28,45 +26,17 @@ my $redis = TokenScope::Redis->new($t);
 
 $t->keygen('ES256', 'e1');
 
-my $conf = globals(workers => 2) . <<'EOF';
-
-http {
-    %%TEST_GLOBALS_HTTP%%
-
-    token_scope_key_file %%KEYS%%/e1.pem kid=e1;
-    token_scope_redis 127.0.0.1:%%REDIS%% timeout=1s max_stale=30s
-                      zone=%%ZONE%%;
-
-    server {
-        listen 127.0.0.1:%%PORT_8080%% reuseport;
-        server_name localhost;
-
-        location / {
-            token_scope marketplace;
-            proxy_pass http://127.0.0.1:%%PORT_8081%%;
-        }
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_8081%%;
-        server_name backend;
-
-        location / {
-            return 200 "backend ok\n";
-        }
-    }
-}
-EOF
+# nginx.conf with a revocation zone of the given size
 
 sub config {
     my ($zone) = @_;
-    (my $c = $conf) =~ s/%%REDIS%%/$redis->port/ge;
-    $c =~ s/%%ZONE%%/$zone/g;
-    $t->write_config($c);
+    $t->write_config(revocation_config(
+        redis => '127.0.0.1:' . $redis->port
+                 . " timeout=1s max_stale=30s zone=$zone"));
 }
 
 my $tok = $t->mint('e1', '--categories', 'marketplace');
-my $id = JSON::PP->new->decode(decode_base64url((split /\./, $tok)[1]))->{id};
+my $id = token_claims($tok)->{id};
 
 $redis->start();
 

@@ -4,8 +4,8 @@ package TokenScope::Redis;
 # child process on a free loopback port (no persistence), stopped, paused
 # (SIGSTOP), killed and restarted on the same port, plus redis-cli and
 # scripts/revoke against it, and the small helpers the Redis tests share:
-# nginx globals with several workers, waiting for a condition or a log
-# line, reload, UUIDv7 ids.
+# nginx globals with several workers, the configuration of a revocation
+# test, waiting for a condition or a log line, reload, UUIDv7 ids.
 
 use strict;
 use warnings;
@@ -18,7 +18,8 @@ use Time::HiRes qw(sleep time);
 
 use TokenScope::Test;
 
-our @EXPORT_OK = qw(wait_for globals uuid7 redis_state_lines reload);
+our @EXPORT_OK = qw(wait_for globals revocation_config uuid7
+                    redis_state_lines reload);
 
 my $SERVER = $ENV{TEST_REDIS_SERVER} || '/usr/bin/redis-server';
 my $CLI    = $ENV{TEST_REDIS_CLI} || '/usr/bin/redis-cli';
@@ -322,6 +323,73 @@ error_log %%TESTDIR%%/error.log $level;
 
 events {
     worker_connections 256;
+}
+EOF
+}
+
+
+# the whole nginx configuration of a revocation test: globals() with two
+# workers, the key e1, token_scope_redis, and a server on 8080 (reuseport)
+# whose locations pass to a backend on 8081 answering "backend ok":
+#   redis          the parameters of token_scope_redis, e.g.
+#                  "127.0.0.1:6379 timeout=200ms"
+#   keys           the directory of e1.pem; default %%KEYS%%
+#   worker_header  X-Worker: the worker's pid
+#   reason_header  X-TS-Reason: $token_scope_reason
+#   allow          also /allow, with token_scope_redis_down allow
+#   norevoke       also /norevoke, with token_scope_revocation off
+# "/" is always there; other placeholders are left for the caller
+
+sub revocation_config {
+    my (%opt) = @_;
+
+    my $keys = $opt{keys} // '%%KEYS%%';
+
+    my $headers = '';
+    $headers .= "        add_header X-Worker \$pid always;\n"
+        if $opt{worker_header};
+    $headers .= "        add_header X-TS-Reason \$token_scope_reason always;\n"
+        if $opt{reason_header};
+    $headers .= "\n" if $headers ne '';
+
+    my @locations = ([ '/' ]);
+    push @locations, [ '/allow', 'token_scope_redis_down allow;' ]
+        if $opt{allow};
+    push @locations, [ '/norevoke', 'token_scope_revocation off;' ]
+        if $opt{norevoke};
+
+    my $locations = join "\n", map {
+        my ($path, @directives) = @$_;
+        "        location $path {\n"
+        . "            token_scope marketplace;\n"
+        . join('', map { "            $_\n" } @directives)
+        . "            proxy_pass http://127.0.0.1:%%PORT_8081%%;\n"
+        . "        }\n"
+    } @locations;
+
+    return globals(workers => 2) . <<"EOF";
+
+http {
+    %%TEST_GLOBALS_HTTP%%
+
+    token_scope_key_file $keys/e1.pem kid=e1;
+    token_scope_redis $opt{redis};
+
+    server {
+        # reuseport: the kernel spreads the connections over both workers
+        listen 127.0.0.1:%%PORT_8080%% reuseport;
+        server_name localhost;
+
+$headers$locations    }
+
+    server {
+        listen 127.0.0.1:%%PORT_8081%%;
+        server_name backend;
+
+        location / {
+            return 200 "backend ok\\n";
+        }
+    }
 }
 EOF
 }

@@ -33,7 +33,7 @@ use Test::More ();
 use Time::HiRes qw(sleep time);
 use Time::Local qw(timegm);
 
-our @EXPORT_OK = qw(verdict b64u);
+our @EXPORT_OK = qw(verdict b64u token_claims);
 
 our $ROOT = abs_path(dirname(__FILE__) . '/../../..');
 
@@ -495,6 +495,14 @@ sub uuid {
 
 
 sub b64u { encode_base64url($_[0]) }
+
+
+# the claims of a JWT: its payload decoded, a hashref (not verified)
+
+sub token_claims {
+    my ($token) = @_;
+    return JSON::PP->new->decode(decode_base64url((split /\./, $token)[1]));
+}
 
 
 # a token made from raw header and payload text, signed with a generated
