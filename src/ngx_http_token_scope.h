@@ -151,6 +151,7 @@ typedef struct {
     ngx_uint_t                  deny_status;
     ngx_str_t                   origin;
     ngx_uint_t                  error_format;
+    ngx_uint_t                  log_level;
     ngx_uint_t                  public;
     ngx_http_complex_value_t   *subject;
     ngx_flag_t                  opaque;

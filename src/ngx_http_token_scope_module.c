@@ -107,6 +107,17 @@ static ngx_conf_enum_t  ngx_http_token_scope_formats[] = {
 };
 
 
+/* as limit_req_log_level: the level of a refusal's line */
+
+static ngx_conf_enum_t  ngx_http_token_scope_log_levels[] = {
+    { ngx_string("info"), NGX_LOG_INFO },
+    { ngx_string("notice"), NGX_LOG_NOTICE },
+    { ngx_string("warn"), NGX_LOG_WARN },
+    { ngx_string("error"), NGX_LOG_ERR },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_conf_enum_t  ngx_http_token_scope_modes[] = {
     { ngx_string("enforce"), NGX_HTTP_TOKEN_SCOPE_ENFORCE },
     { ngx_string("report"), NGX_HTTP_TOKEN_SCOPE_REPORT },
@@ -312,6 +323,13 @@ static ngx_command_t  ngx_http_token_scope_commands[] = {
       offsetof(ngx_http_token_scope_loc_conf_t, error_format),
       &ngx_http_token_scope_formats },
 
+    { ngx_string("token_scope_log_level"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_token_scope_loc_conf_t, log_level),
+      &ngx_http_token_scope_log_levels },
+
       ngx_null_command
 };
 
@@ -400,7 +418,7 @@ ngx_http_token_scope_handler(ngx_http_request_t *r)
 
     ngx_http_token_scope_log(r, ctx,
                              ctx->reason == TS_MISSING ? NGX_LOG_INFO
-                                                       : NGX_LOG_ERR,
+                                                       : tlcf->log_level,
                              "denied");
 
     rc = ngx_http_token_scope_deny(r, ctx);
@@ -1035,6 +1053,7 @@ ngx_http_token_scope_create_loc_conf(ngx_conf_t *cf)
     tlcf->redis_down = NGX_CONF_UNSET_UINT;
     tlcf->secrets = NGX_CONF_UNSET_PTR;
     tlcf->error_format = NGX_CONF_UNSET_UINT;
+    tlcf->log_level = NGX_CONF_UNSET_UINT;
     tlcf->public = NGX_CONF_UNSET_UINT;
     tlcf->subject = NGX_CONF_UNSET_PTR;
     tlcf->opaque = NGX_CONF_UNSET;
@@ -1142,6 +1161,12 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_str_value(conf->origin, prev->origin, "");
     ngx_conf_merge_uint_value(conf->error_format, prev->error_format,
                               NGX_HTTP_TOKEN_SCOPE_FORMAT_WB);
+
+    /*
+     * a refused token is the client's doing, as nginx logs a client's
+     * errors: at info, so a flood of forged tokens does not flood the log
+     */
+    ngx_conf_merge_uint_value(conf->log_level, prev->log_level, NGX_LOG_INFO);
     ngx_conf_merge_uint_value(conf->public, prev->public,
                               NGX_HTTP_TOKEN_SCOPE_PUBLIC_OFF);
     ngx_conf_merge_ptr_value(conf->subject, prev->subject, NULL);
