@@ -854,6 +854,11 @@ ngx_http_token_scope_log(ngx_http_request_t *r,
 
     ngx_str_t   *required, kid, id;
 
+    /* a line the error_log level drops costs no formatting either */
+    if (r->connection->log->log_level < level) {
+        return;
+    }
+
     required = ngx_http_token_scope_format_required(r, ctx);
 
     /* an unverified token's kid and id are anybody's bytes, line breaks too */
