@@ -11,6 +11,7 @@ CORE_SRCS := src/ts_jwt.c src/ts_key.c src/ts_policy.c src/ts_ops.c \
              src/ts_secret.c src/ts_revoke.c
 CORE_HDRS := src/ts_core.h
 GLUE_SRCS := src/ngx_http_token_scope_module.c \
+             src/ngx_http_token_scope_conf.c \
              src/ngx_http_token_scope_response.c \
              src/ngx_http_token_scope_operations.c \
              src/ngx_http_token_scope_redis.c \

@@ -203,6 +203,27 @@ extern ngx_module_t  ngx_http_token_scope_module;
 ngx_http_token_scope_ctx_t *ngx_http_token_scope_evaluate(
     ngx_http_request_t *r);
 ngx_int_t ngx_http_token_scope_add_variables(ngx_conf_t *cf);
+
+void *ngx_http_token_scope_create_main_conf(ngx_conf_t *cf);
+char *ngx_http_token_scope_init_main_conf(ngx_conf_t *cf, void *conf);
+void *ngx_http_token_scope_create_loc_conf(ngx_conf_t *cf);
+char *ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+char *ngx_http_token_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_token_scope_category(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_token_scope_scope(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_token_scope_types(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_token_scope_deny_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_token_scope_personal_only(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_token_scope_personal_from(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_token_scope_verify_warn(ngx_conf_t *cf, void *post,
+    void *data);
 ssize_t ngx_http_token_scope_zone_size(ngx_conf_t *cf, ngx_str_t *param,
     u_char *start);
 int ngx_http_token_scope_base64url(u_char *dst, size_t *dst_len,
