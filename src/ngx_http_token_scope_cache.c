@@ -75,6 +75,8 @@ static void ngx_http_token_scope_cache_insert_value(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_http_token_scope_cache_node_t *ngx_http_token_scope_cache_find(
     ngx_http_token_scope_cache_sh_t *sh, u_char *digest);
+static ngx_http_token_scope_cache_node_t *ngx_http_token_scope_cache_live(
+    ngx_http_token_scope_cache_conf_t *ccf, u_char *digest, time_t now);
 static void ngx_http_token_scope_cache_expire(
     ngx_http_token_scope_cache_conf_t *ccf, ngx_uint_t n);
 static ngx_int_t ngx_http_token_scope_cache_copy(ngx_http_request_t *r,
@@ -122,18 +124,13 @@ ngx_http_token_scope_cache_lookup(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    shpool = (ngx_slab_pool_t *) ccf->shm_zone->shm.addr;
-    sh = ccf->sh;
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    node = ngx_http_token_scope_cache_find(sh, digest);
-
-    if (node == NULL || node->expires <= ngx_time()) {
-        sh->stats.misses++;
-        ngx_shmtx_unlock(&shpool->mutex);
+    node = ngx_http_token_scope_cache_live(ccf, digest, ngx_time());
+    if (node == NULL) {
         return NGX_DECLINED;
     }
+
+    shpool = (ngx_slab_pool_t *) ccf->shm_zone->shm.addr;
+    sh = ccf->sh;
 
     ngx_queue_remove(&node->queue);
     ngx_queue_insert_head(&sh->lru, &node->queue);
@@ -174,19 +171,15 @@ ngx_http_token_scope_cache_opaque(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    shpool = (ngx_slab_pool_t *) ccf->shm_zone->shm.addr;
-    sh = ccf->sh;
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    node = ngx_http_token_scope_cache_find(sh, ctx->digest);
     now = ngx_time();
 
-    if (node == NULL || node->expires <= now) {
-        sh->stats.misses++;
-        ngx_shmtx_unlock(&shpool->mutex);
+    node = ngx_http_token_scope_cache_live(ccf, ctx->digest, now);
+    if (node == NULL) {
         return NGX_DECLINED;
     }
+
+    shpool = (ngx_slab_pool_t *) ccf->shm_zone->shm.addr;
+    sh = ccf->sh;
 
     if (node->fresh <= now || node->epoch != sh->epoch) {
         sh->stats.misses++;
@@ -221,6 +214,34 @@ ngx_http_token_scope_cache_opaque(ngx_http_request_t *r,
     ngx_shmtx_unlock(&shpool->mutex);
 
     return rc;
+}
+
+
+/*
+ * The entry of digest that has not expired, returned with the zone locked;
+ * NULL, with the zone unlocked and a miss counted, if there is none
+ */
+
+static ngx_http_token_scope_cache_node_t *
+ngx_http_token_scope_cache_live(ngx_http_token_scope_cache_conf_t *ccf,
+    u_char *digest, time_t now)
+{
+    ngx_slab_pool_t                    *shpool;
+    ngx_http_token_scope_cache_node_t  *node;
+
+    shpool = (ngx_slab_pool_t *) ccf->shm_zone->shm.addr;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    node = ngx_http_token_scope_cache_find(ccf->sh, digest);
+
+    if (node == NULL || node->expires <= now) {
+        ccf->sh->stats.misses++;
+        ngx_shmtx_unlock(&shpool->mutex);
+        return NULL;
+    }
+
+    return node;
 }
 
 
