@@ -338,6 +338,8 @@ EOF
 #   reason_header  X-TS-Reason: $token_scope_reason
 #   allow          also /allow, with token_scope_redis_down allow
 #   norevoke       also /norevoke, with token_scope_revocation off
+#   http           more directives at the http level
+#   status         also /status, with token_scope_status
 # "/" is always there; other placeholders are left for the caller
 
 sub revocation_config {
@@ -367,6 +369,13 @@ sub revocation_config {
         . "        }\n"
     } @locations;
 
+    $locations .= "\n        location = /status {\n"
+        . "            token_scope_status;\n"
+        . "        }\n"
+        if $opt{status};
+
+    my $http = $opt{http} ? "    $opt{http}\n" : '';
+
     return globals(workers => 2) . <<"EOF";
 
 http {
@@ -374,7 +383,7 @@ http {
 
     token_scope_key_file $keys/e1.pem kid=e1;
     token_scope_redis $opt{redis};
-
+$http
     server {
         # reuseport: the kernel spreads the connections over both workers
         listen 127.0.0.1:%%PORT_8080%% reuseport;

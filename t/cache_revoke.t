@@ -1,0 +1,100 @@
+#!/usr/bin/perl
+
+# A cached JWT is still checked against revocation on every request: with
+# token_scope_cache and token_scope_redis, a token answered from the cache
+# on both workers is refused as soon as it, or its seller, is revoked, and
+# passes again from the cache once unrevoked.  The cache counters show
+# that the answers came from the cache, not from a new verification.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use Test::More;
+use TokenScope::Test qw(verdict token_claims);
+use TokenScope::Redis qw(wait_for revocation_config);
+
+TokenScope::Redis::check_installed();
+
+my $t = TokenScope::Test->new();
+my $redis = TokenScope::Redis->new($t);
+
+$t->keygen('ES256', 'e1');
+
+$t->write_config(revocation_config(
+    redis => '127.0.0.1:' . $redis->port . ' timeout=200ms max_stale=2s',
+    http => 'token_scope_cache zone=tokens:1m;',
+    worker_header => 1, reason_header => 1, status => 1));
+
+$redis->start();
+$t->run();
+
+ok(wait_for(sub { $t->read_file('error.log') =~ /redis.*synced/i }, 5),
+   'the node connects and syncs at start')
+    or diag($t->read_file('error.log'));
+
+# the cache counter NAME of the status page
+
+sub counter {
+    my ($name) = @_;
+    my ($v) = $t->get('/status')->{body}
+              =~ /^token_scope_cache_\Q$name\E (\d+)$/m;
+    return $v // -1;
+}
+
+# the verdicts on new connections, spread over the workers by reuseport,
+# and how many workers answered
+
+sub every_worker {
+    my ($token) = @_;
+
+    my (%verdicts, %workers);
+
+    for (1 .. 24) {
+        my $r = $t->get('/', Authorization => "Bearer $token");
+        $verdicts{ verdict($r) }++;
+        $workers{ $r->{headers}{'x-worker'} // '?' }++;
+    }
+
+    return (join(', ', sort keys %verdicts), scalar keys %workers);
+}
+
+sub everywhere {
+    my ($token, $expect) = @_;
+    return wait_for(sub { (every_worker($token))[0] eq $expect }, 3);
+}
+
+my $token = $t->mint('e1', '--categories', 'marketplace');
+my $id = token_claims($token)->{id};
+my $seller = token_claims($token)->{sid};
+
+my ($all, $workers) = every_worker($token);
+is($all, '200', 'a valid token passes on every connection');
+is($workers, 2, 'both workers answered');
+is(counter('entries'), 1, 'it is cached once');
+
+my $hits = counter('hits_total');
+ok($hits >= 20, "the later requests were cache hits ($hits)");
+
+$redis->revoke($id);
+ok(everywhere($token, '401 revoked'),
+   'revoked by id: refused on every worker although cached');
+is(counter('entries'), 1, 'the entry stays cached');
+ok(counter('hits_total') > $hits, 'the refusals were cache hits');
+
+$redis->unrevoke($id);
+ok(everywhere($token, '200'), 'unrevoked: passes again from the cache');
+
+# a time after the token's iat, which may be this very second
+my ($rc, $out) = $redis->script('revoke-seller', $seller, time() + 5);
+is($rc, 0, 'scripts/revoke-seller') or diag($out);
+ok(everywhere($token, '401 revoked'),
+   'its seller revoked: refused although cached');
+
+($rc, $out) = $redis->script('unrevoke-seller', $seller);
+is($rc, 0, 'scripts/unrevoke-seller') or diag($out);
+ok(everywhere($token, '200'), 'the seller unrevoked: passes again');
+
+$t->done_testing();
