@@ -44,33 +44,18 @@ sub counter {
     return $v // -1;
 }
 
-# the verdicts on new connections, spread over the workers by reuseport,
-# and how many workers answered
-
-sub every_worker {
-    my ($token) = @_;
-
-    my (%verdicts, %workers);
-
-    for (1 .. 24) {
-        my $r = $t->get('/', Authorization => "Bearer $token");
-        $verdicts{ verdict($r) }++;
-        $workers{ $r->{headers}{'x-worker'} // '?' }++;
-    }
-
-    return (join(', ', sort keys %verdicts), scalar keys %workers);
-}
-
 sub everywhere {
     my ($token, $expect) = @_;
-    return wait_for(sub { (every_worker($token))[0] eq $expect }, 3);
+    return wait_for(sub {
+        ($t->every_worker('/', $token, 24))[0] eq $expect
+    }, 3);
 }
 
 my $token = $t->mint('e1', '--categories', 'marketplace');
 my $id = token_claims($token)->{id};
 my $seller = token_claims($token)->{sid};
 
-my ($all, $workers) = every_worker($token);
+my ($all, $workers) = $t->every_worker('/', $token, 24);
 is($all, '200', 'a valid token passes on every connection');
 is($workers, 2, 'both workers answered');
 is(counter('entries'), 1, 'it is cached once');

@@ -331,24 +331,6 @@ sub timed {
     return (verdict($r), time() - $start, $r);
 }
 
-# the verdicts of N connections (spread over the workers by reuseport) and
-# how many workers answered
-
-sub every_worker {
-    my ($path, $token, $n) = @_;
-
-    my (%verdicts, %workers);
-
-    for (1 .. $n // 12) {
-        my $r = get($path, $token);
-        $verdicts{ verdict($r) }++;
-        $workers{ $r->{headers}{'x-worker'} // '?' }++;
-    }
-
-    return (join(', ', sort keys %verdicts), scalar keys %workers);
-}
-
-
 # secret tokens with and without the scope
 
 my ($sec, $sec_d) = issue('--type', 'secret', '--subject', '1003',
@@ -366,12 +348,12 @@ is($r->{headers}{'x-ts-reason'}, 'ok', '$token_scope_reason ok');
 is($r->{headers}{'x-ts-decision'}, 'allow', '$token_scope_decision allow');
 is($r->{body}, "backend ok\n", 'the request reached the upstream');
 
-my ($all, $workers) = every_worker('/catalog', $sec, 12);
+my ($all, $workers) = $t->every_worker('/catalog', $sec, 12);
 
 # reuseport spreads connections by a hash of their ports: 12 in a row on
 # one worker is rare (seen once under ASan with two suites running), so
 # more connections decide
-($all, $workers) = every_worker('/catalog', $sec, 60) if $workers < 2;
+($all, $workers) = $t->every_worker('/catalog', $sec, 60) if $workers < 2;
 is($all, '200', 'allowed on every connection');
 is($workers, 2, 'both workers answer the test connections');
 
@@ -524,7 +506,7 @@ $redis->cli('HSET', key_of($ghost), 'type', 'secret', 'scopes',
 
 my $took;
 
-($all) = every_worker('/catalog', $ghost, 8);
+($all) = $t->every_worker('/catalog', $ghost, 8);
 is($all, '401 unknown_token',
    'the hash created: still unknown on every worker (the miss is cached)')
     if time() - $first < 0.9;
@@ -568,13 +550,13 @@ my ($rev, $rev_d) = issue('--type', 'secret', '--scopes', 'read_catalog');
 is(warm('/catalog', $rev), '200', 'a token passes (and is cached, ttl 60s)');
 
 $before = hgetalls();
-($all) = every_worker('/catalog', $rev, 8);
+($all) = $t->every_worker('/catalog', $rev, 8);
 is($all, '200', 'on every worker');
 is(hgetalls() - $before, 0, 'answered from the cache: Redis is not asked');
 
 # written without PUBLISH: the cached answer stands
 $redis->cli('HSET', "token_scope:opaque:$rev_d", 'revoked', '1');
-($all) = every_worker('/catalog', $rev, 8);
+($all) = $t->every_worker('/catalog', $rev, 8);
 is($all, '200', 'revoked in Redis without PUBLISH: the cached answer stands');
 
 $redis->cli('PUBLISH', 'token_scope:revocations', "opaque $rev_d");
@@ -597,7 +579,7 @@ ok(wait_for(sub { v('/catalog', $rev) eq '401 revoked' }, 2),
 $took = time() - $start;
 cmp_ok($took, '<', 1, sprintf('within a second (%.2fs)', $took));
 
-($all) = every_worker('/catalog', $rev, 12);
+($all) = $t->every_worker('/catalog', $rev, 12);
 is($all, '401 revoked', 'refused on every worker');
 
 $r = get('/catalog', $rev);
@@ -615,7 +597,7 @@ is($rc, 0, 'scripts/opaque unrevoke');
 like($out, qr/: unrevoked; /, 'says unrevoked');
 ok(wait_for(sub { v('/catalog', $rev) eq '200' }, 2),
    'an unrevoked token passes again');
-($all) = every_worker('/catalog', $rev, 12);
+($all) = $t->every_worker('/catalog', $rev, 12);
 is($all, '200', 'on every worker');
 
 ($rc, $out, $err) = opaque('delete', $rev_d);
@@ -753,7 +735,7 @@ my ($cached) = issue('--type', 'secret', '--scopes', 'read_catalog');
 my ($uncached) = issue('--type', 'secret', '--scopes', 'read_catalog');
 
 is(warm('/short', $cached), '200', 'a token passes (cached with ttl=1s)');
-($all) = every_worker('/short', $cached, 4);
+($all) = $t->every_worker('/short', $cached, 4);
 is($all, '200', 'on every connection');
 
 sleep 1.5;
@@ -808,7 +790,7 @@ ok(wait_for(sub { v('/short', $fresh) eq '200' }, 6),
    'Redis continued: a new token works again');
 ok(wait_for(sub { v('/short', $uncached) eq '200' }, 3),
    'and the token refused during the stall');
-($all) = every_worker('/short', $fresh, 8);
+($all) = $t->every_worker('/short', $fresh, 8);
 is($all, '200', 'on every worker');
 
 
@@ -834,7 +816,7 @@ is(scalar @bad, 0, 'Redis killed: an uncached token is redis_unavailable')
     or diag("@bad");
 cmp_ok($slowest, '<', 1, sprintf('quickly (slowest %.2fs)', $slowest));
 
-($all) = every_worker('/catalog', $cached2, 8);
+($all) = $t->every_worker('/catalog', $cached2, 8);
 is($all, '200', 'Redis killed: a cached token still passes');
 
 

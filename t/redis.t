@@ -45,23 +45,6 @@ sub call {
 
 sub v { verdict(call(@_)) }
 
-# the verdicts of N connections (spread over the workers by reuseport) and
-# how many workers answered
-
-sub every_worker {
-    my ($path, $token, $n) = @_;
-
-    my (%verdicts, %workers);
-
-    for (1 .. $n // 16) {
-        my $r = call($path, $token);
-        $verdicts{ verdict($r) }++;
-        $workers{ $r->{headers}{'x-worker'} // '?' }++;
-    }
-
-    return (join(', ', sort keys %verdicts), scalar keys %workers);
-}
-
 # seconds until PATH answers EXPECT on every worker, or undef
 
 sub until_everywhere {
@@ -71,7 +54,7 @@ sub until_everywhere {
 
     wait_for(sub { v($path, $token) eq $expect }, $limit // 2) or return;
 
-    my ($all) = every_worker($path, $token, 16);
+    my ($all) = $t->every_worker($path, $token, 16);
     return $all eq $expect ? time() - $start : undef;
 }
 
@@ -85,11 +68,11 @@ my $taid = token_claims($ta)->{id};
 
 is(v('/', $ta), '200', 'a valid token passes');
 
-my ($all, $workers) = every_worker('/', $ta, 16);
+my ($all, $workers) = $t->every_worker('/', $ta, 16);
 
 # reuseport spreads connections by a hash of their ports: a run on one
 # worker is rare, not impossible, so more connections decide
-($all, $workers) = every_worker('/', $ta, 60) if $workers < 2;
+($all, $workers) = $t->every_worker('/', $ta, 60) if $workers < 2;
 is($workers, 2, 'both workers answer the test connections');
 
 like($redis->revoke($taid), qr/^\Q$taid\E: revoked; [1-9]\d* subscriber/m,
@@ -194,7 +177,7 @@ ok(wait_for(sub { v('/', $tok{iat_before}[1]) eq '401 revoked' }, 2),
 
 for my $name (sort keys %tok) {
     my $expect = $tok{$name}[0] ? '401 revoked' : '200';
-    my ($all) = every_worker('/', $tok{$name}[1], 8);
+    my ($all) = $t->every_worker('/', $tok{$name}[1], 8);
     is($all, $expect, "seller token $name: $expect on every worker");
 }
 
@@ -256,7 +239,7 @@ ok(wait_for(sub {
 ok(defined until_everywhere('/', $te, '401 revoked', 3),
    'the id written without PUBLISH is refused after the reload');
 
-($all) = every_worker('/', $td, 16);
+($all) = $t->every_worker('/', $td, 16);
 is($all, '401 revoked', 'the earlier revocation still holds after reload');
 
 # the new workers' subscription works

@@ -629,6 +629,25 @@ sub get {
 }
 
 
+# GET PATH with TOKEN on N new connections (spread over the workers by
+# listen ... reuseport, the worker naming itself in X-Worker): the verdicts
+# seen, joined by ", ", and how many workers answered
+
+sub every_worker {
+    my ($self, $path, $token, $n) = @_;
+
+    my (%verdicts, %workers);
+
+    for (1 .. $n) {
+        my $r = $self->get($path, Authorization => "Bearer $token");
+        $verdicts{ verdict($r) }++;
+        $workers{ $r->{headers}{'x-worker'} // '?' }++;
+    }
+
+    return (join(', ', sort keys %verdicts), scalar keys %workers);
+}
+
+
 sub request {
     my ($self, $method, $path, @args) = @_;
 
