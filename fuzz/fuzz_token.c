@@ -239,7 +239,7 @@ ts_fuzz_token(const unsigned char *data, size_t size)
     rc = ts_token_check_time(&tok, TS_FUZZ_NOW, 60);
 
     if (rc == TS_OK) {
-        issued = ts_token_issued(&tok, 86400);
+        issued = ts_token_issued(&tok, 86400, TS_FUZZ_NOW);
         (void) issued;
     }
 

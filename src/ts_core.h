@@ -70,6 +70,7 @@ typedef enum {
     TS_PUBLIC_TOKEN,
     TS_UNKNOWN_TOKEN,
     TS_SUBJECT,
+    TS_CONFIG,                   /* a rule that names nothing known */
     TS_REASON_MAX
 } ts_reason_e;
 
@@ -296,6 +297,7 @@ const ts_category_t *ts_categories_find(const ts_categories_t *cats,
     const char *name, size_t len);
 int ts_categories_add_name(ts_categories_t *cats, const char *name,
     size_t len, char *err, size_t errlen);
+int ts_categories_digest(const ts_categories_t *cats, unsigned char *out);
 int ts_categories_parse(const ts_categories_t *cats,
     const unsigned char *list, size_t len, ts_required_t *req, ts_str_t *bad);
 void ts_categories_grant(const ts_categories_t *cats,
@@ -327,7 +329,8 @@ uint64_t ts_table_key(char kind, const unsigned char *data, size_t len);
 int ts_table_put(ts_table_t *t, uint64_t key, int64_t value);
 int ts_table_get(const ts_table_t *t, uint64_t key, int64_t *value);
 void ts_table_del(ts_table_t *t, uint64_t key);
-int64_t ts_token_issued(const ts_token_t *tok, int64_t lifetime);
+int64_t ts_token_issued(const ts_token_t *tok, int64_t lifetime,
+    int64_t now);
 int ts_revoke_message(const unsigned char *msg, size_t len,
     ts_revoke_msg_t *out);
 int ts_parse_time(const unsigned char *p, size_t len, int64_t *out);
@@ -337,6 +340,9 @@ int ts_ops_add(ts_ops_t *ops, const ts_str_t *method, const ts_str_t *host,
     const ts_str_t *path, const ts_op_t *op, char *err, size_t errlen);
 const ts_op_t *ts_ops_match(const ts_ops_t *ops, const ts_str_t *method,
     const ts_str_t *host, const ts_str_t *path);
+const ts_op_t *ts_ops_match_nocase(const ts_ops_t *ops,
+    const ts_str_t *method, const ts_str_t *host, const ts_str_t *path,
+    unsigned char *buf);
 size_t ts_ops_count(const ts_ops_t *ops);
 int ts_path_is_canonical(const unsigned char *p, size_t len);
 void ts_ops_free(ts_ops_t *ops);

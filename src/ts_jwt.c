@@ -57,7 +57,8 @@ static const char  *ts_reason_names[TS_REASON_MAX] = {
     "scope",
     "public_token",
     "unknown_token",
-    "subject"
+    "subject",
+    "config"
 };
 
 

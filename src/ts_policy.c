@@ -132,6 +132,38 @@ ts_categories_add(ts_categories_t *cats, const char *name, size_t len,
 
 /* a named scope ("read_catalog") gets the next bit of the names mask */
 
+/*
+ * A digest of what every name means (its bit, and whether it is an alias,
+ * "common" or a named scope): facts cached under one table keep their
+ * meaning only under a table with the same digest.
+ */
+
+int
+ts_categories_digest(const ts_categories_t *cats, unsigned char *out)
+{
+    size_t                i, n;
+    unsigned char        *p;
+    const ts_category_t  *c;
+    unsigned char         buf[TS_CATEGORIES_MAX * (TS_CATEGORY_NAME_MAX + 2)];
+
+    p = buf;
+
+    for (i = 0; i < cats->n; i++) {
+        c = &cats->items[i];
+
+        /* the name with its terminating zero: "ab" "c" is not "a" "bc" */
+        n = strlen(c->name) + 1;
+        memcpy(p, c->name, n);
+        p += n;
+
+        *p++ = (unsigned char) c->bit;
+        *p++ = (unsigned char) (c->alias | c->common << 1 | c->named << 2);
+    }
+
+    return ts_sha256(buf, p - buf, out);
+}
+
+
 int
 ts_categories_add_name(ts_categories_t *cats, const char *name, size_t len,
     char *err, size_t errlen)

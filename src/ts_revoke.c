@@ -184,19 +184,26 @@ ts_table_del(ts_table_t *t, uint64_t key)
 
 /*
  * When the token was issued: "iat", else the timestamp of a UUIDv7 "id",
- * else "exp" minus the configured lifetime.
+ * else "exp" minus the configured lifetime.  A time after now is nobody's
+ * issue time: it counts as the epoch, so that a seller's revocation covers
+ * the token (a clock ahead of ours, or a lifetime shorter than the issuer's,
+ * must not let a token outlive it).
  */
 
 int64_t
-ts_token_issued(const ts_token_t *tok, int64_t lifetime)
+ts_token_issued(const ts_token_t *tok, int64_t lifetime, int64_t now)
 {
     int       d;
     size_t    i, n;
+    int64_t   issued;
     uint64_t  ms;
 
     if (tok->has_iat) {
-        return tok->iat;
+        issued = tok->iat;
+        goto done;
     }
+
+    issued = tok->exp - lifetime;
 
     /* xxxxxxxx-xxxx-7xxx-: the first 48 bits are Unix milliseconds */
     if (tok->id.len == 36 && tok->id.data[14] == '7'
@@ -220,11 +227,13 @@ ts_token_issued(const ts_token_t *tok, int64_t lifetime)
         }
 
         if (n == 12) {
-            return (int64_t) (ms / 1000);
+            issued = (int64_t) (ms / 1000);
         }
     }
 
-    return tok->exp - lifetime;
+done:
+
+    return issued > now ? 0 : issued;
 }
 
 

@@ -514,6 +514,44 @@ test_verify(void)
 }
 
 
+/* the digest that keys cached grants changes with what any name means */
+
+static void
+test_categories_digest(void)
+{
+    char             err[256];
+    ts_categories_t  a, b;
+    unsigned char    da[TS_SHA256_LEN], db[TS_SHA256_LEN];
+
+    ts_categories_init(&a);
+    ts_categories_init(&b);
+
+    ok(ts_categories_digest(&a, da) == 0 && ts_categories_digest(&b, db) == 0
+       && memcmp(da, db, TS_SHA256_LEN) == 0,
+       "equal tables have equal digests");
+
+    (void) ts_categories_add_name(&a, "read_catalog", 12, err, sizeof(err));
+    (void) ts_categories_add_name(&a, "update_catalog", 14, err, sizeof(err));
+    (void) ts_categories_add_name(&b, "update_catalog", 14, err, sizeof(err));
+    (void) ts_categories_add_name(&b, "read_catalog", 12, err, sizeof(err));
+    (void) ts_categories_digest(&a, da);
+    (void) ts_categories_digest(&b, db);
+
+    ok(memcmp(da, db, TS_SHA256_LEN) != 0,
+       "scope names declared in another order give another digest");
+
+    ts_categories_init(&a);
+    ts_categories_init(&b);
+    (void) ts_categories_add(&a, "loyalty", 7, 20, err, sizeof(err));
+    (void) ts_categories_add(&b, "loyalty", 7, 21, err, sizeof(err));
+    (void) ts_categories_digest(&a, da);
+    (void) ts_categories_digest(&b, db);
+
+    ok(memcmp(da, db, TS_SHA256_LEN) != 0,
+       "a category on another bit gives another digest");
+}
+
+
 static void
 test_categories(void)
 {
@@ -562,6 +600,8 @@ test_categories(void)
     ok(n == strlen("marketplace,statistics,bit40")
        && memcmp(buf, "marketplace,statistics,bit40", n) == 0,
        "masks format as names without the read-only bit");
+
+    test_categories_digest();
 }
 
 
@@ -1044,6 +1084,23 @@ match(ts_ops_t *ops, const char *method, const char *host, const char *path)
 }
 
 
+static const ts_op_t *
+nocase(ts_ops_t *ops, const char *method, const char *path)
+{
+    ts_str_t       m, h, p;
+    unsigned char  buf[256];
+
+    m.data = (unsigned char *) method;
+    m.len = strlen(method);
+    h.data = (unsigned char *) "api.example.com";
+    h.len = strlen("api.example.com");
+    p.data = (unsigned char *) path;
+    p.len = strlen(path);
+
+    return ts_ops_match_nocase(ops, &m, &h, &p, buf);
+}
+
+
 static int
 add(ts_ops_t *ops, const char *method, const char *path, unsigned bit,
     char *err)
@@ -1118,6 +1175,24 @@ test_ops(void)
     ok(match(ops, "GET", "-sandbox", "/") == NULL,
        "a bare sandbox suffix is no twin");
 
+    ok(match(ops, "GET", "api.example.com", "/API/v3/Orders/new") == NULL
+       && match(ops, "get", "api.example.com", "/api/v3/orders/new") == NULL,
+       "a case variant matches no operation exactly");
+    op = nocase(ops, "GET", "/API/v3/Orders/new");
+    ok(op && op->required.categories == 1 << 5,
+       "a case variant of a path names the operation without case");
+    op = nocase(ops, "post", "/api/V3/orders/AbC/CANCEL");
+    ok(op && op->required.categories == 1 << 6,
+       "a case variant of a method names it too, templates keep any case");
+    ok(nocase(ops, "GET", "/api/v4/orders/new") == NULL,
+       "another path has no case variant either");
+
+    ok(add(ops, "GET", "/API/v3/orders/new", 9, err) == 0,
+       "operations that differ only in case are both added");
+    op = match(ops, "GET", "api.example.com", "/API/v3/orders/new");
+    ok(op && op->required.categories == 1 << 9,
+       "each of them matches exactly");
+
     ts_ops_free(ops);
 
 #define canonical(s)  ts_path_is_canonical((unsigned char *) s, strlen(s))
@@ -1130,6 +1205,14 @@ test_ops(void)
        && !canonical("/a%2Fb") && !canonical("/a%5cb") && !canonical("/a\\b")
        && !canonical("") && !canonical("a/b"),
        "paths that normalize elsewhere are not canonical");
+    ok(!canonical("/api/v3/dbs/orders/..;/meta") && !canonical("/a/.;/b")
+       && !canonical("/a/..;x/b") && !canonical("/a/;x/b")
+       && !canonical("/a/..%3b/b") && !canonical("/a/.%3Bx")
+       && !canonical("/..;"),
+       "dot segments with a path parameter are not canonical");
+    ok(canonical("/a/b;v=1/c") && canonical("/a/x..;/b") && canonical("/a;b")
+       && canonical("/a/.x;y"),
+       "a path parameter after a name is canonical");
 
 #undef canonical
 }
@@ -1411,17 +1494,26 @@ test_revoke(void)
     tok.exp = 1000000;
     tok.id.data = (unsigned char *) "01a207bb-65d4-7ac6-ae5c-41544876d92a";
     tok.id.len = 36;
-    ok(ts_token_issued(&tok, 100) == 0x01a207bb65d4 / 1000,
+    ok(ts_token_issued(&tok, 100, 2000000000) == 0x01a207bb65d4 / 1000,
        "a UUIDv7 id gives the issue time");
 
     tok.has_iat = 1;
     tok.iat = 5;
-    ok(ts_token_issued(&tok, 100) == 5, "iat wins over the id");
+    ok(ts_token_issued(&tok, 100, 2000000000) == 5, "iat wins over the id");
+
+    tok.iat = 1000;
+    ok(ts_token_issued(&tok, 100, 999) == 0,
+       "an iat after now counts as the epoch");
 
     tok.has_iat = 0;
+    ok(ts_token_issued(&tok, 100, 0x01a207bb65d4 / 1000 - 1) == 0,
+       "a UUIDv7 time after now counts as the epoch");
+
     tok.id.data = (unsigned char *) "01a207bb-65d4-4ac6-ae5c-41544876d92a";
-    ok(ts_token_issued(&tok, 100) == 1000000 - 100,
+    ok(ts_token_issued(&tok, 100, 2000000000) == 1000000 - 100,
        "without iat or UUIDv7 the lifetime before exp counts");
+    ok(ts_token_issued(&tok, 100, 1000000 - 101) == 0,
+       "an exp more than the lifetime ahead counts as issued at the epoch");
 
     ok(ts_revoke_message((unsigned char *) "revoke abc", 10, &msg) == 0
        && msg.op == TS_REVOKE_ID && msg.id.len == 3,
