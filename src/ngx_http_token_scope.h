@@ -44,9 +44,19 @@
 #define NGX_HTTP_TOKEN_SCOPE_OPAQUE_REVOKED    4
 #define NGX_HTTP_TOKEN_SCOPE_OPAQUE_FAILED     5
 
+/* the decision of the serving location (ctx->decision) */
+#define NGX_HTTP_TOKEN_SCOPE_UNDECIDED   0
 #define NGX_HTTP_TOKEN_SCOPE_ALLOW       1
 #define NGX_HTTP_TOKEN_SCOPE_DENY        2
 #define NGX_HTTP_TOKEN_SCOPE_WOULD_DENY  3
+
+/* what is known of the request's token (ctx->facts) */
+#define NGX_HTTP_TOKEN_SCOPE_FACTS_NONE     0
+#define NGX_HTTP_TOKEN_SCOPE_FACTS_PENDING  1
+#define NGX_HTTP_TOKEN_SCOPE_FACTS_READY    2
+
+#define NGX_HTTP_TOKEN_SCOPE_OVERRIDE_CHECK   0
+#define NGX_HTTP_TOKEN_SCOPE_OVERRIDE_IGNORE  1
 
 
 typedef struct {
@@ -113,8 +123,27 @@ typedef struct ngx_http_token_scope_counters_s
     ngx_http_token_scope_counters_t;
 
 
+/* the categories one host needs (token_scope_hosts) */
+typedef struct {
+    ts_required_t               required;
+    ngx_uint_t                  off;         /* "off": not enforced */
+    ngx_array_t                *names;       /* of ..._name_t, resolved */
+} ngx_http_token_scope_host_t;
+
+
+typedef struct {
+    ngx_hash_t                  hash;        /* host -> ..._host_t */
+    ngx_hash_keys_arrays_t     *keys;        /* until it is built */
+    ngx_http_token_scope_host_t  *dflt;
+} ngx_http_token_scope_hosts_t;
+
+
 typedef struct {
     ts_categories_t             categories;
+
+    /* of the category and scope tables: what cached grants mean */
+    u_char                      tables_digest[TS_SHA256_LEN];
+    ngx_array_t                 hosts;       /* of ..._hosts_t *, to build */
     ngx_http_token_scope_redis_conf_t  *redis;
     ngx_http_token_scope_cache_conf_t  *cache;
     ngx_shm_zone_t             *status_zone;
@@ -139,7 +168,11 @@ typedef struct {
     ngx_http_complex_value_t   *required_value;
     ts_required_t               required;
 
+    ngx_http_token_scope_hosts_t  *hosts;
+
     ts_keyset_t                *keys;
+    /* of the keyset and the tables: keys the verified-token cache */
+    u_char                      cache_salt[TS_SHA256_LEN];
     ngx_flag_t                  verify;
     time_t                      leeway;
     size_t                      max_size;
@@ -168,40 +201,84 @@ typedef struct {
     ngx_array_t                *personal_from;   /* of ngx_cidr_t */
     ts_secrets_t               *secrets;
     ngx_uint_t                  secrets_redis;
+    ngx_uint_t                  method_override;
+
+    /* a worker said once that this configuration names nothing known */
+    ngx_uint_t                  config_logged;
 } ngx_http_token_scope_loc_conf_t;
 
 
 typedef struct ngx_http_token_scope_lookup_s
     ngx_http_token_scope_lookup_t;
 
+/*
+ * The state of one request (a subrequest has its own), found again after
+ * an internal redirect through the pool cleanup that owns it.
+ *
+ * facts:    NONE -> READY                a JWT, parsed and verified at once
+ *           NONE -> PENDING -> READY     an opaque token, after Redis
+ *           READY -> (NONE) -> READY     made anew under other keys
+ *
+ * decision: UNDECIDED -> ALLOW | DENY | WOULD_DENY
+ *           made in the access phase (a subrequest: preaccess) of each
+ *           location the request reaches, by that location's rules; a
+ *           variable may compute the facts, never the decision
+ */
+
 typedef struct {
+    ngx_http_request_t         *request;
+
+    /* the token: the same for every location with the same keys */
+    ngx_uint_t                  facts;       /* NGX_HTTP_TOKEN_SCOPE_FACTS_ */
+    ngx_http_token_scope_loc_conf_t  *facts_conf;  /* computed under it */
+    ts_reason_e                 facts_reason;  /* TS_OK: claims are genuine */
     ts_token_t                  token;
-    ts_reason_e                 reason;
-    ngx_uint_t                  decision;
-    ts_required_t               required;
-    ts_required_t               missing;
-    const ts_op_t              *op;
 
     /* an opaque token: its digest, and the Redis lookup it waits for */
     u_char                      digest[TS_SHA256_LEN];
     ngx_uint_t                  opaque;      /* NGX_HTTP_TOKEN_SCOPE_OPAQUE_ */
     ngx_uint_t                  fallback;    /* if Redis cannot answer */
     ngx_http_token_scope_lookup_t  *lookup;
-    ngx_http_request_t         *request;
     ngx_event_t                 wake;
 
-    unsigned                    verified:1;  /* token holds trusted claims */
-    unsigned                    done:1;      /* the access handler acted */
-    unsigned                    failed:1;    /* a configuration error */
-    unsigned                    waiting:1;   /* phases suspended for Redis */
+    /* the decision, of the location configuration in conf */
+    ngx_http_token_scope_loc_conf_t  *conf;
+    ngx_uint_t                  decision;
+    ts_reason_e                 reason;
+    ngx_uint_t                  status;      /* of a refusal */
+    const char                 *why;         /* of reason operation, config */
+    ts_required_t               required;
+    ts_required_t               missing;
+    const ts_op_t              *op;
+
+    ngx_buf_t                  *answer;      /* the body the filter sends */
+
+    unsigned                    waiting:1;   /* phases wait for Redis */
 } ngx_http_token_scope_ctx_t;
 
 
 extern ngx_module_t  ngx_http_token_scope_module;
 
 
-ngx_http_token_scope_ctx_t *ngx_http_token_scope_evaluate(
+ngx_http_token_scope_ctx_t *ngx_http_token_scope_get_ctx(
     ngx_http_request_t *r);
+ngx_http_token_scope_ctx_t *ngx_http_token_scope_create_ctx(
+    ngx_http_request_t *r);
+ngx_uint_t ngx_http_token_scope_entered(ngx_http_request_t *r);
+ngx_uint_t ngx_http_token_scope_refused_here(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx);
+ngx_int_t ngx_http_token_scope_facts(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx,
+    ngx_uint_t wait);
+ngx_int_t ngx_http_token_scope_get_token(ngx_http_request_t *r,
+    ngx_str_t *token);
+ngx_http_token_scope_ctx_t *ngx_http_token_scope_known(
+    ngx_http_request_t *r);
+ngx_int_t ngx_http_token_scope_decide(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx);
+ngx_int_t ngx_http_token_scope_refuse(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx);
+ngx_int_t ngx_http_token_scope_filter_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_token_scope_add_variables(ngx_conf_t *cf);
 
 void *ngx_http_token_scope_create_main_conf(ngx_conf_t *cf);
@@ -210,6 +287,15 @@ void *ngx_http_token_scope_create_loc_conf(ngx_conf_t *cf);
 char *ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 char *ngx_http_token_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_token_scope_resolve(ngx_conf_t *cf, ngx_array_t *names,
+    ts_required_t *req);
+ngx_array_t *ngx_http_token_scope_names(ngx_conf_t *cf);
+char *ngx_http_token_scope_hosts_block(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_token_scope_hosts_init(ngx_conf_t *cf,
+    ngx_http_token_scope_main_conf_t *tmcf);
+ngx_http_token_scope_host_t *ngx_http_token_scope_host(ngx_http_request_t *r,
+    ngx_http_token_scope_hosts_t *hosts, ngx_str_t *name);
 char *ngx_http_token_scope_category(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_token_scope_scope(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -232,8 +318,6 @@ char *ngx_http_token_scope_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_token_scope_service_secrets(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
-ngx_int_t ngx_http_token_scope_find_operation(ngx_http_request_t *r,
-    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx);
 char *ngx_http_token_scope_operations_block(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 char *ngx_http_token_scope_operations_use(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -267,9 +351,10 @@ ngx_int_t ngx_http_token_scope_redis_link(
     ngx_log_t *log,
     void (*on_connect)(const struct redisAsyncContext *ac, int status),
     void (*on_disconnect)(const struct redisAsyncContext *ac, int status));
-ts_reason_e ngx_http_token_scope_opaque(ngx_http_request_t *r,
+ngx_int_t ngx_http_token_scope_opaque(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx,
-    ngx_str_t *token);
+    ngx_str_t *token, ngx_uint_t wait);
+void ngx_http_token_scope_opaque_cancel(ngx_http_token_scope_ctx_t *ctx);
 ngx_int_t ngx_http_token_scope_opaque_wait(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t *ctx);
 ngx_int_t ngx_http_token_scope_opaque_init_process(ngx_cycle_t *cycle);
@@ -285,8 +370,6 @@ ngx_uint_t ngx_http_token_scope_cache_changes(
 void ngx_http_token_scope_cache_forget(ngx_http_token_scope_main_conf_t *tmcf,
     u_char *digest, ngx_log_t *log);
 void ngx_http_token_scope_redis_exit_process(ngx_cycle_t *cycle);
-ngx_int_t ngx_http_token_scope_deny(ngx_http_request_t *r,
-    ngx_http_token_scope_ctx_t *ctx);
 ngx_str_t *ngx_http_token_scope_format_required(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t *ctx);
 

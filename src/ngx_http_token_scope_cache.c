@@ -6,9 +6,11 @@
  * before costs no base64, JSON or signature work.  Times, revocation and
  * the policy are still checked on every request.
  *
- * Opaque tokens share the zone, keyed by the SHA-256 of the token alone:
- * the facts Redis gave (or that it knows no such token) for a short ttl,
- * kept longer as a fallback for when Redis cannot answer.  A change
+ * Opaque tokens share the zone, keyed by the SHA-256 of the token and of
+ * the category tables: the facts Redis gave for a short ttl, kept longer
+ * as a fallback for when Redis cannot answer.  That Redis knows no such
+ * token is kept for miss_ttl only, in an LRU of its own: a flood of junk
+ * tokens evicts other junk, never a known token's fallback.  A change
  * published on the revocation channel drops the entry; a resync after a
  * reconnect outdates them all.
  */
@@ -29,6 +31,7 @@ struct ngx_http_token_scope_cache_sh_s {
     ngx_rbtree_t                rbtree;
     ngx_rbtree_node_t           sentinel;
     ngx_queue_t                 lru;
+    ngx_queue_t                 unknown;     /* LRU of unknown tokens */
     ngx_http_token_scope_cache_stats_t  stats;
     ngx_uint_t                  epoch;       /* opaque entries of older die */
     ngx_uint_t                  changes;     /* opaque changes published */
@@ -78,7 +81,12 @@ static ngx_http_token_scope_cache_node_t *ngx_http_token_scope_cache_find(
 static ngx_http_token_scope_cache_node_t *ngx_http_token_scope_cache_live(
     ngx_http_token_scope_cache_conf_t *ccf, u_char *digest, time_t now);
 static void ngx_http_token_scope_cache_expire(
-    ngx_http_token_scope_cache_conf_t *ccf, ngx_uint_t n);
+    ngx_http_token_scope_cache_conf_t *ccf, ngx_queue_t *lru, ngx_uint_t n);
+static ngx_queue_t *ngx_http_token_scope_cache_lru(
+    ngx_http_token_scope_cache_sh_t *sh,
+    ngx_http_token_scope_cache_node_t *node);
+static ngx_int_t ngx_http_token_scope_cache_key(
+    ngx_http_token_scope_main_conf_t *tmcf, u_char *digest, u_char *key);
 static ngx_int_t ngx_http_token_scope_cache_copy(ngx_http_request_t *r,
     ngx_http_token_scope_cache_node_t *node, ts_token_t *tok);
 static u_char *ngx_http_token_scope_cache_str(u_char *p, ts_str_t *s,
@@ -116,8 +124,11 @@ ngx_http_token_scope_cache_lookup(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    /* the keyset is part of the key: a reload with other keys misses */
-    if (ts_sha256_recent(tlcf->keys->fingerprint, TS_SHA256_LEN, token->data,
+    /*
+     * the keyset and the category tables are part of the key: after a
+     * reload with other keys, or names on other bits, a token misses
+     */
+    if (ts_sha256_recent(tlcf->cache_salt, TS_SHA256_LEN, token->data,
                          token->len, digest)
         != 0)
     {
@@ -133,7 +144,8 @@ ngx_http_token_scope_cache_lookup(ngx_http_request_t *r,
     sh = ccf->sh;
 
     ngx_queue_remove(&node->queue);
-    ngx_queue_insert_head(&sh->lru, &node->queue);
+    ngx_queue_insert_head(ngx_http_token_scope_cache_lru(sh, node),
+                          &node->queue);
 
     sh->stats.hits++;
 
@@ -163,17 +175,20 @@ ngx_http_token_scope_cache_opaque(ngx_http_request_t *r,
     ngx_http_token_scope_cache_node_t  *node;
     ngx_http_token_scope_main_conf_t   *tmcf;
     ngx_http_token_scope_cache_conf_t  *ccf;
+    u_char                              key[TS_SHA256_LEN];
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
     ccf = tmcf->cache;
 
-    if (ccf == NULL) {
+    if (ccf == NULL
+        || ngx_http_token_scope_cache_key(tmcf, ctx->digest, key) != NGX_OK)
+    {
         return NGX_DECLINED;
     }
 
     now = ngx_time();
 
-    node = ngx_http_token_scope_cache_live(ccf, ctx->digest, now);
+    node = ngx_http_token_scope_cache_live(ccf, key, now);
     if (node == NULL) {
         return NGX_DECLINED;
     }
@@ -197,7 +212,8 @@ ngx_http_token_scope_cache_opaque(ngx_http_request_t *r,
     } else {
         sh->stats.hits++;
         ngx_queue_remove(&node->queue);
-        ngx_queue_insert_head(&sh->lru, &node->queue);
+        ngx_queue_insert_head(ngx_http_token_scope_cache_lru(sh, node),
+                              &node->queue);
         rc = NGX_OK;
     }
 
@@ -337,12 +353,15 @@ ngx_http_token_scope_cache_store_opaque(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t    *tlcf;
     ngx_http_token_scope_cache_node_t  *node;
     ngx_http_token_scope_cache_conf_t  *ccf;
+    u_char                              key[TS_SHA256_LEN];
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
-    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_token_scope_module);
+    tlcf = ctx->facts_conf;
     ccf = tmcf->cache;
 
-    if (ccf == NULL) {
+    if (ccf == NULL
+        || ngx_http_token_scope_cache_key(tmcf, ctx->digest, key) != NGX_OK)
+    {
         return;
     }
 
@@ -366,15 +385,18 @@ ngx_http_token_scope_cache_store_opaque(ngx_http_request_t *r,
         break;
     }
 
-    /* kept as the fallback as long as redis_down=allow could use it */
-    expires = ngx_max(fresh, now + ccf->max_ttl);
+    if (flags == NGX_HTTP_TOKEN_SCOPE_UNKNOWN) {
+        /* anybody can make up unknown tokens: they are no fallback */
+        expires = fresh;
 
-    /* an unknown token has no expiry of its own */
-    if (ctx->opaque != NGX_HTTP_TOKEN_SCOPE_OPAQUE_NOT_FOUND
-        && !ctx->token.no_exp)
-    {
-        expires = ngx_min(expires, (time_t) ctx->token.exp);
-        fresh = ngx_min(fresh, expires);
+    } else {
+        /* kept as the fallback as long as redis_down=allow could use it */
+        expires = ngx_max(fresh, now + ccf->max_ttl);
+
+        if (!ctx->token.no_exp) {
+            expires = ngx_min(expires, (time_t) ctx->token.exp);
+            fresh = ngx_min(fresh, expires);
+        }
     }
 
     shpool = (ngx_slab_pool_t *) ccf->shm_zone->shm.addr;
@@ -387,7 +409,7 @@ ngx_http_token_scope_cache_store_opaque(ngx_http_request_t *r,
     }
 
     /* a stale entry makes room for the new answer */
-    node = ngx_http_token_scope_cache_find(ccf->sh, ctx->digest);
+    node = ngx_http_token_scope_cache_find(ccf->sh, key);
 
     if (node != NULL) {
         ngx_http_token_scope_cache_delete(ccf, node);
@@ -395,8 +417,8 @@ ngx_http_token_scope_cache_store_opaque(ngx_http_request_t *r,
 
     ngx_shmtx_unlock(&shpool->mutex);
 
-    ngx_http_token_scope_cache_put(r, &ctx->token, ctx->digest, expires,
-                                   fresh, flags);
+    ngx_http_token_scope_cache_put(r, &ctx->token, key, expires, fresh,
+                                   flags);
 }
 
 
@@ -433,11 +455,19 @@ ngx_http_token_scope_cache_forget(ngx_http_token_scope_main_conf_t *tmcf,
     ngx_slab_pool_t                    *shpool;
     ngx_http_token_scope_cache_node_t  *node;
     ngx_http_token_scope_cache_conf_t  *ccf;
+    u_char                              key[TS_SHA256_LEN];
 
     ccf = tmcf->cache;
 
     if (ccf == NULL) {
         return;
+    }
+
+    if (digest != NULL
+        && ngx_http_token_scope_cache_key(tmcf, digest, key) != NGX_OK)
+    {
+        /* cannot tell which entry: outdate them all */
+        digest = NULL;
     }
 
     shpool = (ngx_slab_pool_t *) ccf->shm_zone->shm.addr;
@@ -450,7 +480,7 @@ ngx_http_token_scope_cache_forget(ngx_http_token_scope_main_conf_t *tmcf,
         ccf->sh->epoch++;
 
     } else {
-        node = ngx_http_token_scope_cache_find(ccf->sh, digest);
+        node = ngx_http_token_scope_cache_find(ccf->sh, key);
 
         if (node != NULL) {
             ngx_http_token_scope_cache_delete(ccf, node);
@@ -462,6 +492,32 @@ ngx_http_token_scope_cache_forget(ngx_http_token_scope_main_conf_t *tmcf,
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
                    "token scope cache: opaque %s forgotten",
                    digest ? "token" : "tokens");
+}
+
+
+/* an opaque token's entry: its digest under this configuration's tables */
+
+static ngx_int_t
+ngx_http_token_scope_cache_key(ngx_http_token_scope_main_conf_t *tmcf,
+    u_char *digest, u_char *key)
+{
+    if (ts_sha256_pair(tmcf->tables_digest, TS_SHA256_LEN, digest,
+                       TS_SHA256_LEN, key)
+        != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_queue_t *
+ngx_http_token_scope_cache_lru(ngx_http_token_scope_cache_sh_t *sh,
+    ngx_http_token_scope_cache_node_t *node)
+{
+    return (node->flags & NGX_HTTP_TOKEN_SCOPE_UNKNOWN) ? &sh->unknown
+                                                        : &sh->lru;
 }
 
 
@@ -506,29 +562,37 @@ ngx_http_token_scope_cache_put(ngx_http_request_t *r, ts_token_t *tok,
         return;
     }
 
-    ngx_http_token_scope_cache_expire(ccf, 1);
+    ngx_http_token_scope_cache_expire(ccf, &sh->unknown, 1);
+    ngx_http_token_scope_cache_expire(ccf, &sh->lru, 1);
 
     rb = ngx_slab_alloc_locked(shpool, size);
 
+    /* a full zone: unknown tokens go first, and never evict a known one */
     if (rb == NULL) {
-        ngx_http_token_scope_cache_expire(ccf, 0);
-
+        ngx_http_token_scope_cache_expire(ccf, &sh->unknown, 0);
         rb = ngx_slab_alloc_locked(shpool, size);
+    }
 
-        if (rb == NULL) {
-            /* no cache for this token: it is verified on every request */
-            alert = (sh->stats.failed++ == 0);
-            ngx_shmtx_unlock(&shpool->mutex);
+    if (rb == NULL && !(flags & NGX_HTTP_TOKEN_SCOPE_UNKNOWN)) {
+        ngx_http_token_scope_cache_expire(ccf, &sh->lru, 0);
+        rb = ngx_slab_alloc_locked(shpool, size);
+    }
 
-            if (alert) {
-                ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                              "token scope: cache zone \"%V\" is full even "
-                              "after eviction, tokens go uncached",
-                              &ccf->shm_zone->shm.name);
-            }
+    if (rb == NULL) {
+        /* no cache for this token: it is verified on every request */
+        alert = !(flags & NGX_HTTP_TOKEN_SCOPE_UNKNOWN)
+                && sh->stats.failed++ == 0;
 
-            return;
+        ngx_shmtx_unlock(&shpool->mutex);
+
+        if (alert) {
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          "token scope: cache zone \"%V\" is full even "
+                          "after eviction, tokens go uncached",
+                          &ccf->shm_zone->shm.name);
         }
+
+        return;
     }
 
     ngx_memcpy(&rb->key, digest, sizeof(ngx_rbtree_key_t));
@@ -579,7 +643,8 @@ ngx_http_token_scope_cache_put(ngx_http_request_t *r, ts_token_t *tok,
     }
 
     ngx_rbtree_insert(&sh->rbtree, rb);
-    ngx_queue_insert_head(&sh->lru, &node->queue);
+    ngx_queue_insert_head(ngx_http_token_scope_cache_lru(sh, node),
+                          &node->queue);
 
     sh->stats.entries++;
 
@@ -651,28 +716,25 @@ ngx_http_token_scope_cache_find(ngx_http_token_scope_cache_sh_t *sh,
 
 
 /*
- * With n == 1, drops up to two expired entries from the LRU tail; with
- * n == 0 (the zone is full) drops the oldest ones, expired or not.
+ * With n == 1, drops up to two expired entries from the tail of lru; with
+ * n == 0 (the zone is full) drops its oldest ones, expired or not.
  */
 
 static void
 ngx_http_token_scope_cache_expire(ngx_http_token_scope_cache_conf_t *ccf,
-    ngx_uint_t n)
+    ngx_queue_t *lru, ngx_uint_t n)
 {
     ngx_uint_t                          i;
     ngx_queue_t                        *q;
-    ngx_http_token_scope_cache_sh_t    *sh;
     ngx_http_token_scope_cache_node_t  *cn;
-
-    sh = ccf->sh;
 
     for (i = 0; i < (n ? 2 : NGX_HTTP_TOKEN_SCOPE_CACHE_EVICT); i++) {
 
-        if (ngx_queue_empty(&sh->lru)) {
+        if (ngx_queue_empty(lru)) {
             return;
         }
 
-        q = ngx_queue_last(&sh->lru);
+        q = ngx_queue_last(lru);
         cn = ngx_queue_data(q, ngx_http_token_scope_cache_node_t, queue);
 
         if (n && cn->expires > ngx_time()) {
@@ -680,7 +742,7 @@ ngx_http_token_scope_cache_expire(ngx_http_token_scope_cache_conf_t *ccf,
         }
 
         if (!n) {
-            sh->stats.evictions++;
+            ccf->sh->stats.evictions++;
         }
 
         ngx_http_token_scope_cache_delete(ccf, cn);
@@ -882,6 +944,7 @@ ngx_http_token_scope_cache_init_zone(ngx_shm_zone_t *zone, void *data)
     ngx_rbtree_init(&ccf->sh->rbtree, &ccf->sh->sentinel,
                     ngx_http_token_scope_cache_insert_value);
     ngx_queue_init(&ccf->sh->lru);
+    ngx_queue_init(&ccf->sh->unknown);
 
     shpool->data = ccf->sh;
 

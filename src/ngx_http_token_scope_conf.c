@@ -15,9 +15,6 @@
 
 
 static void ngx_http_token_scope_cleanup_sha256(void *data);
-static ngx_int_t ngx_http_token_scope_resolve(ngx_conf_t *cf,
-    ngx_array_t *names, ts_required_t *req);
-static ngx_array_t *ngx_http_token_scope_names(ngx_conf_t *cf);
 
 
 /*
@@ -111,6 +108,15 @@ ngx_http_token_scope_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* the tables are complete: what a bit or a scope name means is known */
+    if (ts_categories_digest(&tmcf->categories, tmcf->tables_digest) != 0) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_token_scope_hosts_init(cf, tmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
 }
 
@@ -129,6 +135,7 @@ ngx_http_token_scope_create_loc_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     tlcf->names = NULL;
+     *     tlcf->hosts = NULL;
      *     tlcf->required_value = NULL;
      *     tlcf->required = { 0, 0, 0 };
      *     tlcf->keys = NULL;
@@ -159,6 +166,7 @@ ngx_http_token_scope_create_loc_conf(ngx_conf_t *cf)
     tlcf->opaque = NGX_CONF_UNSET;
     tlcf->opaque_ttl = NGX_CONF_UNSET;
     tlcf->opaque_miss_ttl = NGX_CONF_UNSET;
+    tlcf->method_override = NGX_CONF_UNSET_UINT;
 
     return tlcf;
 }
@@ -177,6 +185,7 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
     if (conf->enable == NGX_CONF_UNSET) {
         conf->enable = prev->enable;
         conf->names = prev->names;
+        conf->hosts = prev->hosts;
         conf->required_value = prev->required_value;
         conf->required = prev->required;
     }
@@ -246,6 +255,16 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
         conf->keys = prev->keys;
     }
 
+    /* a cached grant means what it did only under these keys and tables */
+    if (conf->keys != NULL
+        && ts_sha256_pair(conf->keys->fingerprint, TS_SHA256_LEN,
+                          tmcf->tables_digest, TS_SHA256_LEN,
+                          conf->cache_salt)
+           != 0)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     ngx_conf_merge_value(conf->verify, prev->verify, 1);
     ngx_conf_merge_sec_value(conf->leeway, prev->leeway, 0);
     ngx_conf_merge_size_value(conf->max_size, prev->max_size, 8192);
@@ -267,6 +286,8 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
      * errors: at info, so a flood of forged tokens does not flood the log
      */
     ngx_conf_merge_uint_value(conf->log_level, prev->log_level, NGX_LOG_INFO);
+    ngx_conf_merge_uint_value(conf->method_override, prev->method_override,
+                              NGX_HTTP_TOKEN_SCOPE_OVERRIDE_CHECK);
     ngx_conf_merge_uint_value(conf->public, prev->public,
                               NGX_HTTP_TOKEN_SCOPE_PUBLIC_OFF);
     ngx_conf_merge_ptr_value(conf->subject, prev->subject, NULL);
@@ -318,7 +339,7 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
  * place of the "token_scope" directive.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_token_scope_resolve(ngx_conf_t *cf, ngx_array_t *names,
     ts_required_t *req)
 {
@@ -366,6 +387,10 @@ ngx_http_token_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_t                         *value;
     ngx_uint_t                         i;
     ngx_http_compile_complex_value_t   ccv;
+
+    if (tlcf->hosts != NULL) {
+        return "conflicts with \"token_scope_hosts\" at the same level";
+    }
 
     if (tlcf->enable != NGX_CONF_UNSET) {
         return "is duplicate";
@@ -420,7 +445,7 @@ ngx_http_token_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
  * block is read, each with its place for the error message.
  */
 
-static ngx_array_t *
+ngx_array_t *
 ngx_http_token_scope_names(ngx_conf_t *cf)
 {
     ngx_str_t                    *value;

@@ -2,9 +2,10 @@
 /*
  * ngx_http_token_scope_module: decides in the access phase whether the
  * API token a request carries may call the location.  The token work is
- * done by the core (ts_*.c); this file holds the directives' table and the
- * handling of a request, ngx_http_token_scope_conf.c the configuration,
- * ngx_http_token_scope_variables.c the variables.
+ * done by the core (ts_*.c).  This file holds the directives' table, the
+ * phase handlers and the request's context; the token's facts are in
+ * ngx_http_token_scope_facts.c, the decision in _decide.c, the answer to
+ * a refusal in _response.c, the configuration in _conf.c.
  */
 
 
@@ -15,29 +16,31 @@
 #include "ngx_http_token_scope.h"
 
 
-static ngx_int_t ngx_http_token_scope_handler(ngx_http_request_t *r);
-static ngx_int_t ngx_http_token_scope_required(ngx_http_request_t *r,
-    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx);
-static ts_reason_e ngx_http_token_scope_check(ngx_http_request_t *r,
-    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx);
-static ts_reason_e ngx_http_token_scope_subject(ngx_http_request_t *r,
-    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx);
-static ngx_int_t ngx_http_token_scope_get_token(ngx_http_request_t *r,
-    ngx_str_t *token);
-static ngx_int_t ngx_http_token_scope_client_secret(ngx_http_request_t *r,
-    ngx_str_t *secret);
-static ngx_uint_t ngx_http_token_scope_writes(ngx_http_request_t *r,
+static ngx_int_t ngx_http_token_scope_post_read_handler(
+    ngx_http_request_t *r);
+static ngx_int_t ngx_http_token_scope_preaccess_handler(
+    ngx_http_request_t *r);
+static ngx_int_t ngx_http_token_scope_access_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_token_scope_log_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_token_scope_judge(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf);
+static void ngx_http_token_scope_cleanup(void *data);
 static ngx_str_t ngx_http_token_scope_log_str(ngx_http_request_t *r,
     ts_str_t *s);
 static void ngx_http_token_scope_log(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t *ctx, ngx_uint_t level, const char *what);
 
 static ngx_int_t ngx_http_token_scope_init(ngx_conf_t *cf);
-static ngx_int_t ngx_http_token_scope_preaccess_handler(
-    ngx_http_request_t *r);
 static ngx_int_t ngx_http_token_scope_init_process(ngx_cycle_t *cycle);
 static void ngx_http_token_scope_exit_process(ngx_cycle_t *cycle);
+
+
+/*
+ * The context of a request that entered nginx's phases before it has one
+ * of its own: a request nginx answered itself (a bad request line, 414)
+ * never gets it, and its variables stay empty.
+ */
+static ngx_http_token_scope_ctx_t  ngx_http_token_scope_started;
 
 
 static ngx_conf_post_t  ngx_http_token_scope_verify_post = {
@@ -101,11 +104,26 @@ static ngx_conf_enum_t  ngx_http_token_scope_modes[] = {
 };
 
 
+static ngx_conf_enum_t  ngx_http_token_scope_overrides[] = {
+    { ngx_string("check"), NGX_HTTP_TOKEN_SCOPE_OVERRIDE_CHECK },
+    { ngx_string("ignore"), NGX_HTTP_TOKEN_SCOPE_OVERRIDE_IGNORE },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_token_scope_commands[] = {
 
     { ngx_string("token_scope"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_token_scope,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("token_scope_hosts"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_BLOCK
+                        |NGX_CONF_NOARGS,
+      ngx_http_token_scope_hosts_block,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -299,6 +317,13 @@ static ngx_command_t  ngx_http_token_scope_commands[] = {
       offsetof(ngx_http_token_scope_loc_conf_t, error_format),
       &ngx_http_token_scope_formats },
 
+    { ngx_string("token_scope_method_override"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_token_scope_loc_conf_t, method_override),
+      &ngx_http_token_scope_overrides },
+
     { ngx_string("token_scope_log_level"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_enum_slot,
@@ -341,8 +366,28 @@ ngx_module_t  ngx_http_token_scope_module = {
 };
 
 
+/* the request entered the phases: its variables may compute facts */
+
 static ngx_int_t
-ngx_http_token_scope_handler(ngx_http_request_t *r)
+ngx_http_token_scope_post_read_handler(ngx_http_request_t *r)
+{
+    if (ngx_http_get_module_ctx(r, ngx_http_token_scope_module) == NULL) {
+        ngx_http_set_ctx(r, &ngx_http_token_scope_started,
+                         ngx_http_token_scope_module);
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * Before limit_req, which may read $token_scope_seller: the token's facts
+ * (an opaque token's lookup is waited for here).  A subrequest skips the
+ * access phase, so here it is decided.
+ */
+
+static ngx_int_t
+ngx_http_token_scope_preaccess_handler(ngx_http_request_t *r)
 {
     ngx_int_t                         rc;
     ngx_http_token_scope_ctx_t       *ctx;
@@ -355,26 +400,90 @@ ngx_http_token_scope_handler(ngx_http_request_t *r)
     }
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "token scope handler");
+                   "token scope preaccess handler");
 
-    ctx = ngx_http_token_scope_evaluate(r);
-    if (ctx == NULL || ctx->failed) {
+    if (r != r->main) {
+        rc = ngx_http_token_scope_judge(r, tlcf);
+
+        /* NGX_OK would skip the rest of the phase: limit_req too */
+        return rc == NGX_OK ? NGX_DECLINED : rc;
+    }
+
+    ctx = ngx_http_token_scope_create_ctx(r);
+    if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ctx->opaque == NGX_HTTP_TOKEN_SCOPE_OPAQUE_PENDING) {
+    switch (ngx_http_token_scope_facts(r, tlcf, ctx, 1)) {
+
+    case NGX_AGAIN:
         return ngx_http_token_scope_opaque_wait(r, ctx);
+
+    case NGX_ERROR:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    default:
+        return NGX_DECLINED;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_token_scope_access_handler(ngx_http_request_t *r)
+{
+    ngx_http_token_scope_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_token_scope_module);
+
+    if (!tlcf->enable) {
+        return NGX_DECLINED;
     }
 
-    if (ctx->done) {
-        /* the access phase may run again, e.g. after a subrequest */
-        return ctx->decision == NGX_HTTP_TOKEN_SCOPE_ALLOW ? NGX_OK
-                                                           : NGX_DECLINED;
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "token scope access handler");
+
+    return ngx_http_token_scope_judge(r, tlcf);
+}
+
+
+/*
+ * The serving location decides, anew in each location the request
+ * reaches.  A refusal is the status returned to nginx, so that "satisfy"
+ * and "error_page" work as with auth_basic; where nginx then answers
+ * itself, the header filter gives the answer the module's shape.
+ */
+
+static ngx_int_t
+ngx_http_token_scope_judge(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf)
+{
+    ngx_http_token_scope_ctx_t  *ctx;
+
+    ctx = ngx_http_token_scope_create_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->done = 1;
+    switch (ngx_http_token_scope_facts(r, tlcf, ctx, 1)) {
 
-    ngx_http_token_scope_count(r, ctx);
+    case NGX_AGAIN:
+        return ngx_http_token_scope_opaque_wait(r, ctx);
+
+    case NGX_ERROR:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    default:
+        break;
+    }
+
+    if (ngx_http_token_scope_decide(r, tlcf, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* a main request is counted once, with its last decision */
+    if (r != r->main && ctx->decision != NGX_HTTP_TOKEN_SCOPE_UNDECIDED) {
+        ngx_http_token_scope_count(r, ctx);
+    }
 
     switch (ctx->decision) {
 
@@ -386,437 +495,121 @@ ngx_http_token_scope_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
 
     case NGX_HTTP_TOKEN_SCOPE_DENY:
-        break;
+        ngx_http_token_scope_log(r, ctx,
+                                 ctx->reason == TS_MISSING ? NGX_LOG_INFO
+                                                           : tlcf->log_level,
+                                 "denied");
+        return ngx_http_token_scope_refuse(r, ctx);
 
-    default: /* "off" from a variable */
+    default: /* "off" from a variable or the host table */
         return NGX_DECLINED;
     }
+}
 
-    ngx_http_token_scope_log(r, ctx,
-                             ctx->reason == TS_MISSING ? NGX_LOG_INFO
-                                                       : tlcf->log_level,
-                             "denied");
 
-    rc = ngx_http_token_scope_deny(r, ctx);
+static ngx_int_t
+ngx_http_token_scope_log_handler(ngx_http_request_t *r)
+{
+    ngx_http_token_scope_ctx_t  *ctx;
 
-    ngx_http_finalize_request(r, rc);
+    if (r != r->main) {
+        return NGX_OK;
+    }
 
-    return NGX_DONE;
+    ctx = ngx_http_token_scope_get_ctx(r);
+
+    if (ctx != NULL && ctx->decision != NGX_HTTP_TOKEN_SCOPE_UNDECIDED) {
+        ngx_http_token_scope_count(r, ctx);
+    }
+
+    return NGX_OK;
 }
 
 
 /*
- * The decision, made once per request: by the access handler or earlier,
- * when a variable such as $token_scope_seller is read in the preaccess
- * phase for limit_req.  NULL where the module is off.
+ * The request's context, or NULL.  An internal redirect clears the
+ * modules' contexts; the pool cleanup that owns ours still has it.
  */
 
 ngx_http_token_scope_ctx_t *
-ngx_http_token_scope_evaluate(ngx_http_request_t *r)
+ngx_http_token_scope_get_ctx(ngx_http_request_t *r)
 {
-    ngx_http_token_scope_ctx_t       *ctx;
-    ngx_http_token_scope_loc_conf_t  *tlcf;
-
-    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_token_scope_module);
+    ngx_pool_cleanup_t          *cln;
+    ngx_http_token_scope_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_token_scope_module);
 
+    if (ctx == &ngx_http_token_scope_started) {
+        return NULL;
+    }
+
+    if (ctx != NULL || !(r->internal || r->filter_finalize)) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_token_scope_cleanup) {
+            ctx = cln->data;
+
+            /* subrequests share the pool of the main request */
+            if (ctx->request == r) {
+                ngx_http_set_ctx(r, ctx, ngx_http_token_scope_module);
+                return ctx;
+            }
+        }
+    }
+
+    return NULL;
+}
+
+
+/* whether the request entered nginx's phases, rather than being refused */
+
+ngx_uint_t
+ngx_http_token_scope_entered(ngx_http_request_t *r)
+{
+    return r->internal || r != r->main
+           || ngx_http_get_module_ctx(r, ngx_http_token_scope_module) != NULL;
+}
+
+
+ngx_http_token_scope_ctx_t *
+ngx_http_token_scope_create_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t          *cln;
+    ngx_http_token_scope_ctx_t  *ctx;
+
+    ctx = ngx_http_token_scope_get_ctx(r);
     if (ctx != NULL) {
-        /* decided, waiting, or the answer came: decide with it now */
-        if (ctx->decision || ctx->failed
-            || ctx->opaque == NGX_HTTP_TOKEN_SCOPE_OPAQUE_NONE
-            || ctx->opaque == NGX_HTTP_TOKEN_SCOPE_OPAQUE_PENDING)
-        {
-            return ctx;
-        }
-
-    } else {
-        if (!tlcf->enable) {
-            return NULL;
-        }
-
-        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_token_scope_ctx_t));
-        if (ctx == NULL) {
-            return NULL;
-        }
-
-        ngx_http_set_ctx(r, ctx, ngx_http_token_scope_module);
+        return ctx;
     }
 
-    if (tlcf->operations != NULL
-        && ngx_http_token_scope_find_operation(r, tlcf, ctx) != NGX_OK)
-    {
-        ctx->reason = TS_OPERATION;
-
-    } else {
-        switch (ngx_http_token_scope_required(r, tlcf, ctx)) {
-
-        case NGX_OK:
-            break;
-
-        case NGX_DECLINED:
-            return ctx;
-
-        default:
-            ctx->failed = 1;
-            return ctx;
-        }
-
-        ctx->reason = ngx_http_token_scope_check(r, tlcf, ctx);
-
-        if (ctx->opaque == NGX_HTTP_TOKEN_SCOPE_OPAQUE_PENDING) {
-            return ctx;
-        }
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_token_scope_ctx_t));
+    if (cln == NULL) {
+        return NULL;
     }
 
-    if (ctx->reason == TS_OK) {
-        ctx->decision = NGX_HTTP_TOKEN_SCOPE_ALLOW;
+    ctx = cln->data;
+    ngx_memzero(ctx, sizeof(ngx_http_token_scope_ctx_t));
 
-    } else if (tlcf->mode == NGX_HTTP_TOKEN_SCOPE_REPORT) {
-        ctx->decision = NGX_HTTP_TOKEN_SCOPE_WOULD_DENY;
+    ctx->request = r;
 
-    } else {
-        ctx->decision = NGX_HTTP_TOKEN_SCOPE_DENY;
-    }
+    cln->handler = ngx_http_token_scope_cleanup;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_token_scope_module);
 
     return ctx;
 }
 
 
-/*
- * the categories this request needs: from its operation, the location or
- * a variable
- */
+/* the request ends: a Redis lookup under way must not find it */
 
-static ngx_int_t
-ngx_http_token_scope_required(ngx_http_request_t *r,
-    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx)
+static void
+ngx_http_token_scope_cleanup(void *data)
 {
-    ngx_str_t                          value;
-    ts_str_t                           bad;
-    ngx_http_token_scope_main_conf_t  *tmcf;
+    ngx_http_token_scope_ctx_t *ctx = data;
 
-    if (ctx->op != NULL) {
-        ctx->required = ctx->op->required;
-        return NGX_OK;
-    }
-
-    if (tlcf->required_value == NULL) {
-        ctx->required = tlcf->required;
-        return NGX_OK;
-    }
-
-    if (ngx_http_complex_value(r, tlcf->required_value, &value) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (value.len == 3 && ngx_strncmp(value.data, "off", 3) == 0) {
-        return NGX_DECLINED;
-    }
-
-    tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
-
-    if (ts_categories_parse(&tmcf->categories, value.data, value.len,
-                            &ctx->required, &bad)
-        != 0)
-    {
-        /* an operator's mistake: fail closed, and say so once per request */
-        if (bad.len) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "token scope: unknown category \"%*s\" in \"%V\"",
-                          bad.len, bad.data, &value);
-
-        } else {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "token scope: no category in \"%V\"",
-                          &tlcf->required_value->value);
-        }
-
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-static ts_reason_e
-ngx_http_token_scope_check(ngx_http_request_t *r,
-    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx)
-{
-    u_char                            *buf;
-    ngx_str_t                          token, secret;
-    ts_policy_t                        policy;
-    ts_reason_e                        reason;
-    ngx_http_token_scope_main_conf_t  *tmcf;
-    u_char                             digest[TS_SHA256_LEN];
-    u_char                             secret_digest[TS_SHA256_LEN];
-
-    if (ngx_http_token_scope_get_token(r, &token) != NGX_OK) {
-        return TS_MISSING;
-    }
-
-    if (token.len > tlcf->max_size) {
-        ctx->token.error = "token is too long";
-        return TS_MALFORMED;
-    }
-
-    tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
-
-    if (tlcf->opaque && !ts_token_is_jwt(token.data, token.len)) {
-        reason = ngx_http_token_scope_opaque(r, tlcf, ctx, &token);
-
-        if (reason != TS_OK
-            || ctx->opaque == NGX_HTTP_TOKEN_SCOPE_OPAQUE_PENDING)
-        {
-            return reason;
-        }
-
-    } else if (ngx_http_token_scope_cache_lookup(r, tlcf, &token, &ctx->token,
-                                                 digest)
-               != NGX_OK)
-    {
-        buf = ngx_pnalloc(r->pool, TS_TOKEN_BUF_SIZE(token.len));
-        if (buf == NULL) {
-            ctx->token.error = "out of memory";
-            return TS_MALFORMED;
-        }
-
-        reason = ts_token_parse(&ctx->token, token.data, token.len, buf,
-                                ngx_http_token_scope_base64url,
-                                &tmcf->categories);
-        if (reason != TS_OK) {
-            return reason;
-        }
-
-        if (tlcf->verify) {
-            if (tlcf->keys == NULL) {
-                return TS_UNKNOWN_KEY;
-            }
-
-            reason = ts_token_verify(tlcf->keys, &ctx->token);
-            if (reason != TS_OK) {
-                return reason;
-            }
-
-            if (tmcf->cache != NULL) {
-                ngx_http_token_scope_cache_store(r, &ctx->token, digest);
-            }
-        }
-    }
-
-    /* claims of a forged token must not reach logs or upstream as facts */
-    ctx->verified = 1;
-
-    reason = ts_token_check_time(&ctx->token, ngx_time(), tlcf->leeway);
-    if (reason != TS_OK) {
-        return reason;
-    }
-
-    reason = ngx_http_token_scope_revoked(r, tlcf, &ctx->token);
-    if (reason != TS_OK) {
-        return reason;
-    }
-
-    reason = ngx_http_token_scope_subject(r, tlcf, ctx);
-    if (reason != TS_OK) {
-        return reason;
-    }
-
-    policy.required = ctx->required;
-
-    if (ctx->op != NULL) {
-        policy.types = ctx->op->types ? ctx->op->types : tlcf->types;
-        policy.write = ctx->op->write;
-        policy.public_ok = ctx->op->public
-                           || tlcf->public != NGX_HTTP_TOKEN_SCOPE_PUBLIC_OFF;
-        policy.public_write = (ctx->op->public && ctx->op->write)
-                        || tlcf->public == NGX_HTTP_TOKEN_SCOPE_PUBLIC_WRITE;
-
-    } else {
-        policy.types = tlcf->types;
-        policy.write = ngx_http_token_scope_writes(r, tlcf);
-        policy.public_ok = (tlcf->public != NGX_HTTP_TOKEN_SCOPE_PUBLIC_OFF);
-        policy.public_write =
-                         (tlcf->public == NGX_HTTP_TOKEN_SCOPE_PUBLIC_WRITE);
-    }
-
-    policy.sandbox = (tlcf->environment == NGX_HTTP_TOKEN_SCOPE_SANDBOX);
-    policy.legacy = tlcf->legacy;
-    policy.personal_only = tlcf->personal_only;
-    policy.check_secret = 0;
-    policy.secret_ok = 0;
-    policy.cloud = 0;
-    policy.outside = 0;
-
-    /* the request's own identity matters for these two types only */
-    switch (ctx->token.type) {
-
-    case TS_TYPE_PERSONAL:
-        policy.cloud = (ngx_http_token_scope_client_secret(r, &secret)
-                        == NGX_OK);
-        policy.outside = tlcf->personal_from != NULL
-                         && ngx_cidr_match(r->connection->sockaddr,
-                                           tlcf->personal_from)
-                            != NGX_OK;
-        break;
-
-    case TS_TYPE_SERVICE:
-        if (tlcf->secrets == NULL && !tlcf->secrets_redis) {
-            break;
-        }
-
-        policy.check_secret = 1;
-
-        if (ngx_http_token_scope_client_secret(r, &secret) == NGX_OK
-            && ts_sha256(secret.data, secret.len, secret_digest) == 0)
-        {
-            if (tlcf->secrets != NULL) {
-                policy.secret_ok = ts_secrets_match(tlcf->secrets,
-                                                    &ctx->token.service,
-                                                    secret_digest);
-
-            } else {
-                policy.secret_ok = ngx_http_token_scope_redis_secret(r,
-                                       &ctx->token.service, secret_digest);
-            }
-        }
-
-        break;
-
-    default:
-        break;
-    }
-
-    return ts_decide(&policy, &ctx->token, &ctx->missing);
-}
-
-
-/*
- * token_scope_subject: the store or seller the request is about (say, the
- * {storeId} of the path) must be the token's own
- */
-
-static ts_reason_e
-ngx_http_token_scope_subject(ngx_http_request_t *r,
-    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx)
-{
-    ngx_str_t  subject;
-
-    if (tlcf->subject == NULL) {
-        return TS_OK;
-    }
-
-    if (ngx_http_complex_value(r, tlcf->subject, &subject) != NGX_OK) {
-        ctx->failed = 1;
-        return TS_SUBJECT;
-    }
-
-    /* an empty value matches nothing, a token without a subject neither */
-    if (subject.len != 0 && subject.len == ctx->token.sid.len
-        && ngx_memcmp(subject.data, ctx->token.sid.data, subject.len) == 0)
-    {
-        return TS_OK;
-    }
-
-    return TS_SUBJECT;
-}
-
-
-/*
- * "Authorization: Bearer <token>" with the scheme in any case, or the bare
- * token as WB accepts it
- */
-
-static ngx_int_t
-ngx_http_token_scope_get_token(ngx_http_request_t *r, ngx_str_t *token)
-{
-    u_char  *p, *last;
-
-    if (r->headers_in.authorization == NULL) {
-        return NGX_DECLINED;
-    }
-
-    p = r->headers_in.authorization->value.data;
-    last = p + r->headers_in.authorization->value.len;
-
-    if (last - p >= (ssize_t) sizeof("Bearer ") - 1
-        && ngx_strncasecmp(p, (u_char *) "Bearer ", sizeof("Bearer ") - 1)
-           == 0)
-    {
-        p += sizeof("Bearer ") - 1;
-    }
-
-    while (p < last && *p == ' ') {
-        p++;
-    }
-
-    while (last > p && last[-1] == ' ') {
-        last--;
-    }
-
-    if (p == last) {
-        return NGX_DECLINED;
-    }
-
-    token->data = p;
-    token->len = last - p;
-
-    return NGX_OK;
-}
-
-
-/* X-Client-Secret: every Business Solutions Catalog service sends one */
-
-static ngx_int_t
-ngx_http_token_scope_client_secret(ngx_http_request_t *r, ngx_str_t *secret)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NGX_DECLINED;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("X-Client-Secret") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Client-Secret",
-                               sizeof("X-Client-Secret") - 1) == 0
-            && h[i].value.len > 0)
-        {
-            *secret = h[i].value;
-            return NGX_OK;
-        }
-    }
-}
-
-
-static ngx_uint_t
-ngx_http_token_scope_writes(ngx_http_request_t *r,
-    ngx_http_token_scope_loc_conf_t *tlcf)
-{
-    switch (tlcf->access) {
-
-    case TS_ACCESS_READ:
-        return 0;
-
-    case TS_ACCESS_WRITE:
-        return 1;
-
-    default: /* TS_ACCESS_AUTO */
-        return !(r->method
-                 & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_OPTIONS));
-    }
+    ngx_http_token_scope_opaque_cancel(ctx);
 }
 
 
@@ -828,6 +621,7 @@ ngx_http_token_scope_log(ngx_http_request_t *r,
 {
     static ngx_str_t  unknown = ngx_string("?");
 
+    const char  *why;
     ngx_str_t   *required, kid, id;
 
     /* a line the error_log level drops costs no formatting either */
@@ -841,12 +635,13 @@ ngx_http_token_scope_log(ngx_http_request_t *r,
     kid = ngx_http_token_scope_log_str(r, &ctx->token.kid);
     id = ngx_http_token_scope_log_str(r, &ctx->token.id);
 
+    why = ctx->why ? ctx->why : ctx->token.error;
+
     ngx_log_error(level, r->connection->log, 0,
                   "token scope: %s, reason \"%s\"%s%s, required \"%V\", "
                   "kid \"%V\", token id \"%V\"",
                   what, ts_reason_name(ctx->reason),
-                  ctx->token.error ? ": " : "",
-                  ctx->token.error ? ctx->token.error : "",
+                  why ? ": " : "", why ? why : "",
                   required ? required : &unknown,
                   &kid, &id);
 }
@@ -901,58 +696,68 @@ ngx_http_token_scope_base64url(u_char *dst, size_t *dst_len,
 }
 
 
-static ngx_int_t
-ngx_http_token_scope_init(ngx_conf_t *cf)
+/*
+ * Whether nginx answers the request itself because of the refusal in ctx:
+ * the serving location refused it and the phases stopped at its decision
+ * (satisfy all), at the votes' end (satisfy any) or, for a subrequest, at
+ * the preaccess handler.  A content handler's answer is never ours.
+ */
+
+ngx_uint_t
+ngx_http_token_scope_refused_here(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx)
 {
-    ngx_http_handler_pt        *h;
+    ngx_http_phase_handler_t   *ph;
     ngx_http_core_main_conf_t  *cmcf;
 
-    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
-
-    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
-    if (h == NULL) {
-        return NGX_ERROR;
+    if (ctx->decision != NGX_HTTP_TOKEN_SCOPE_DENY
+        || ctx->status != r->err_status
+        || ctx->conf != ngx_http_get_module_loc_conf(r,
+                                                 ngx_http_token_scope_module))
+    {
+        return 0;
     }
 
-    *h = ngx_http_token_scope_handler;
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_core_module);
+    ph = &cmcf->phase_engine.handlers[r->phase_handler];
 
-    /*
-     * an opaque token's lookup starts before limit_req, which may read
-     * $token_scope_seller: dynamic modules' handlers run first in a phase
-     */
-    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    *h = ngx_http_token_scope_preaccess_handler;
-
-    return NGX_OK;
+    return ph->checker == ngx_http_core_access_phase
+           || ph->checker == ngx_http_core_post_access_phase
+           || ph->handler == ngx_http_token_scope_preaccess_handler;
 }
 
 
 static ngx_int_t
-ngx_http_token_scope_preaccess_handler(ngx_http_request_t *r)
+ngx_http_token_scope_init(ngx_conf_t *cf)
 {
-    ngx_http_token_scope_ctx_t       *ctx;
-    ngx_http_token_scope_loc_conf_t  *tlcf;
+    ngx_uint_t                  i;
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
 
-    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_token_scope_module);
+    static struct {
+        ngx_uint_t              phase;
+        ngx_http_handler_pt     handler;
+    } handlers[] = {
+        { NGX_HTTP_POST_READ_PHASE, ngx_http_token_scope_post_read_handler },
 
-    if (!tlcf->enable || !tlcf->opaque || r != r->main) {
-        return NGX_DECLINED;
+        /* dynamic modules' handlers run first in a phase: before limit_req */
+        { NGX_HTTP_PREACCESS_PHASE, ngx_http_token_scope_preaccess_handler },
+        { NGX_HTTP_ACCESS_PHASE, ngx_http_token_scope_access_handler },
+        { NGX_HTTP_LOG_PHASE, ngx_http_token_scope_log_handler }
+    };
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    for (i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++) {
+        h = ngx_array_push(&cmcf->phases[handlers[i].phase].handlers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        *h = handlers[i].handler;
     }
 
-    ctx = ngx_http_token_scope_evaluate(r);
-
-    if (ctx != NULL
-        && ctx->opaque == NGX_HTTP_TOKEN_SCOPE_OPAQUE_PENDING)
-    {
-        return ngx_http_token_scope_opaque_wait(r, ctx);
-    }
-
-    /* the access handler acts on the decision */
-    return NGX_DECLINED;
+    return ngx_http_token_scope_filter_init(cf);
 }
 
 

@@ -46,7 +46,7 @@ typedef struct {
 } ngx_http_token_scope_lookups_t;
 
 
-static ts_reason_e ngx_http_token_scope_opaque_result(
+static ngx_int_t ngx_http_token_scope_opaque_known(
     ngx_http_token_scope_ctx_t *ctx);
 static ngx_int_t ngx_http_token_scope_opaque_ask(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t *ctx);
@@ -57,7 +57,6 @@ static ngx_uint_t ngx_http_token_scope_opaque_facts(ngx_http_request_t *r,
 static ngx_int_t ngx_http_token_scope_opaque_id(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t *ctx);
 static void ngx_http_token_scope_opaque_wake(ngx_event_t *ev);
-static void ngx_http_token_scope_opaque_cleanup(void *data);
 static void ngx_http_token_scope_opaque_connect(ngx_event_t *ev);
 static void ngx_http_token_scope_opaque_on_connect(
     const redisAsyncContext *ac, int status);
@@ -73,34 +72,38 @@ static ngx_http_token_scope_lookups_t  ngx_http_token_scope_lookups;
 
 /*
  * The facts of the request's opaque token: from the cache, or from Redis
- * after the request waited for them.  While a lookup is under way
- * ctx->opaque is NGX_HTTP_TOKEN_SCOPE_OPAQUE_PENDING and the return value
- * means nothing.
+ * after the request waited for them.  NGX_OK: known; NGX_AGAIN: a lookup
+ * is under way (wait: a phase handler waits for it); NGX_DECLINED: not
+ * cached, and no lookup was asked for.
  */
 
-ts_reason_e
+ngx_int_t
 ngx_http_token_scope_opaque(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx,
-    ngx_str_t *token)
+    ngx_str_t *token, ngx_uint_t wait)
 {
     ngx_int_t  rc;
-
-    if (ctx->opaque != NGX_HTTP_TOKEN_SCOPE_OPAQUE_NONE) {
-        /* resumed with the answer, or still waiting for it */
-        return ngx_http_token_scope_opaque_result(ctx);
-    }
 
     if (ts_sha256_recent(NULL, 0, token->data, token->len, ctx->digest) != 0
         || ngx_http_token_scope_opaque_id(r, ctx) != NGX_OK)
     {
         ctx->token.error = "cannot hash the token";
-        return TS_MALFORMED;
+        ctx->facts_reason = TS_MALFORMED;
+        ctx->facts = NGX_HTTP_TOKEN_SCOPE_FACTS_READY;
+        return NGX_OK;
     }
 
     rc = ngx_http_token_scope_cache_opaque(r, tlcf, ctx);
 
     if (rc == NGX_OK) {
-        return ngx_http_token_scope_opaque_result(ctx);
+        return ngx_http_token_scope_opaque_known(ctx);
+    }
+
+    if (!wait) {
+        /* a variable: Redis is asked by the phase handler that waits */
+        ngx_memzero(&ctx->token, sizeof(ts_token_t));
+        ctx->opaque = NGX_HTTP_TOKEN_SCOPE_OPAQUE_NONE;
+        return NGX_DECLINED;
     }
 
     /* cached facts past their ttl stay as the fallback if Redis fails */
@@ -109,35 +112,43 @@ ngx_http_token_scope_opaque(ngx_http_request_t *r,
 
     if (ngx_http_token_scope_opaque_ask(r, ctx) == NGX_OK) {
         ctx->opaque = NGX_HTTP_TOKEN_SCOPE_OPAQUE_PENDING;
-        return TS_OK;
+        ctx->facts = NGX_HTTP_TOKEN_SCOPE_FACTS_PENDING;
+        return NGX_AGAIN;
     }
 
     ctx->opaque = ctx->fallback;
 
-    return ngx_http_token_scope_opaque_result(ctx);
+    return ngx_http_token_scope_opaque_known(ctx);
 }
 
 
-static ts_reason_e
-ngx_http_token_scope_opaque_result(ngx_http_token_scope_ctx_t *ctx)
+/* the lookup's outcome as the facts' reason */
+
+static ngx_int_t
+ngx_http_token_scope_opaque_known(ngx_http_token_scope_ctx_t *ctx)
 {
     switch (ctx->opaque) {
 
     case NGX_HTTP_TOKEN_SCOPE_OPAQUE_FOUND:
-        return TS_OK;
+        ctx->facts_reason = TS_OK;
+        break;
 
     case NGX_HTTP_TOKEN_SCOPE_OPAQUE_REVOKED:
-        return TS_REVOKED;
+        ctx->facts_reason = TS_REVOKED;
+        break;
 
     case NGX_HTTP_TOKEN_SCOPE_OPAQUE_NOT_FOUND:
-        return TS_UNKNOWN_TOKEN;
-
-    case NGX_HTTP_TOKEN_SCOPE_OPAQUE_PENDING:
-        return TS_OK;
+        ctx->facts_reason = TS_UNKNOWN_TOKEN;
+        break;
 
     default: /* NGX_HTTP_TOKEN_SCOPE_OPAQUE_FAILED */
-        return TS_REDIS_UNAVAILABLE;
+        ctx->facts_reason = TS_REDIS_UNAVAILABLE;
+        break;
     }
+
+    ctx->facts = NGX_HTTP_TOKEN_SCOPE_FACTS_READY;
+
+    return NGX_OK;
 }
 
 
@@ -166,7 +177,6 @@ ngx_http_token_scope_opaque_ask(ngx_http_request_t *r,
 {
     u_char                              *p;
     size_t                               len;
-    ngx_pool_cleanup_t                  *cln;
     ngx_http_token_scope_lookup_t       *lookup;
     ngx_http_token_scope_lookups_t      *lk;
     ngx_http_token_scope_main_conf_t    *tmcf;
@@ -186,11 +196,6 @@ ngx_http_token_scope_opaque_ask(ngx_http_request_t *r,
 
     ngx_memcpy(p, lk->rcf->key_opaque, len);
     ngx_hex_dump(p + len, ctx->digest, TS_SHA256_LEN);
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
 
     lookup = ngx_alloc(sizeof(ngx_http_token_scope_lookup_t),
                        r->connection->log);
@@ -213,10 +218,6 @@ ngx_http_token_scope_opaque_ask(ngx_http_request_t *r,
 
     ctx->lookup = lookup;
 
-    cln->handler = ngx_http_token_scope_opaque_cleanup;
-    cln->data = ctx;
-
-    ctx->request = r;
     ctx->wake.handler = ngx_http_token_scope_opaque_wake;
     ctx->wake.data = ctx;
     ctx->wake.log = r->connection->log;
@@ -391,7 +392,8 @@ ngx_http_token_scope_opaque_facts(ngx_http_request_t *r,
             tok->has_iat = 1;
 
         } else if (ngx_strcmp(f->str, "revoked") == 0) {
-            revoked = (v->len == 1 && v->str[0] == '1');
+            /* whatever the writer meant by "true", "yes" or a date */
+            revoked = !(v->len == 0 || (v->len == 1 && v->str[0] == '0'));
         }
     }
 
@@ -470,30 +472,32 @@ ngx_http_token_scope_opaque_wake(ngx_event_t *ev)
         ngx_http_token_scope_opaque_fail("lookup", "timed out");
     }
 
+    (void) ngx_http_token_scope_opaque_known(ctx);
+
     if (!ctx->waiting) {
-        /* a variable asked early; a phase handler will find the result */
         return;
     }
 
     ctx->waiting = 0;
 
-    ngx_http_set_log_request(c->log, r);
-
+    /* posted, as a subrequest must go on: its parent may be writing */
     r->read_event_handler = ngx_http_block_reading;
     r->write_event_handler = ngx_http_core_run_phases;
 
-    ngx_http_core_run_phases(r);
+    if (ngx_http_post_request(r, NULL) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
     ngx_http_run_posted_requests(c);
 }
 
 
 /* the request ends while its lookup is under way */
 
-static void
-ngx_http_token_scope_opaque_cleanup(void *data)
+void
+ngx_http_token_scope_opaque_cancel(ngx_http_token_scope_ctx_t *ctx)
 {
-    ngx_http_token_scope_ctx_t *ctx = data;
-
     if (ctx->lookup != NULL) {
         ctx->lookup->ctx = NULL;
         ctx->lookup = NULL;

@@ -2,7 +2,8 @@
 /*
  * The operation catalogue in nginx: the "token_scope_operations NAME {}"
  * block (usually generated from OpenAPI by scripts/openapi-rules), the
- * "token_scope_operations_use" directive and the per-request lookup.
+ * "token_scope_operations_use" directive; the request's lookup is in
+ * ngx_http_token_scope_decide.c.
  */
 
 
@@ -24,66 +25,6 @@ static ngx_conf_enum_t  ngx_http_token_scope_unmatched[] = {
     { ngx_string("not_found"), NGX_HTTP_TOKEN_SCOPE_UNMATCHED_NOT_FOUND },
     { ngx_null_string, 0 }
 };
-
-
-/*
- * Finds the request's operation.  NGX_OK: ctx->op is set, or the location's
- * rule applies; NGX_DECLINED: no operation matched and the location says
- * such requests are refused.
- */
-
-ngx_int_t
-ngx_http_token_scope_find_operation(ngx_http_request_t *r,
-    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx)
-{
-    ts_str_t  method, host, path;
-
-    /*
-     * an upstream may get the raw path: one that nginx normalizes into
-     * another operation is refused, whatever "unmatched=" says
-     */
-    path.data = r->unparsed_uri.data;
-    path.len = r->args_start ? (size_t) (r->args_start - 1 - path.data)
-                             : r->unparsed_uri.len;
-
-    if (!r->internal && !ts_path_is_canonical(path.data, path.len)) {
-        ctx->token.error = "path is not canonical";
-        return NGX_DECLINED;
-    }
-
-    method.data = r->method_name.data;
-    method.len = r->method_name.len;
-
-    /* validated and lower-cased by nginx, without the port */
-    host.data = r->headers_in.server.data;
-    host.len = r->headers_in.server.len;
-
-    path.data = r->uri.data;
-    path.len = r->uri.len;
-
-    ctx->op = ts_ops_match(tlcf->operations->ops, &method, &host, &path);
-
-    /* HEAD is GET without a body */
-    if (ctx->op == NULL && r->method == NGX_HTTP_HEAD) {
-        method.data = (u_char *) "GET";
-        method.len = 3;
-
-        ctx->op = ts_ops_match(tlcf->operations->ops, &method, &host, &path);
-    }
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "token scope operation: \"%s\" in \"%V\"",
-                   ctx->op ? ctx->op->name : "none",
-                   &tlcf->operations->name);
-
-    if (ctx->op != NULL
-        || tlcf->unmatched == NGX_HTTP_TOKEN_SCOPE_UNMATCHED_LOCATION)
-    {
-        return NGX_OK;
-    }
-
-    return NGX_DECLINED;
-}
 
 
 /* token_scope_operations NAME { METHOD HOST PATH CATEGORIES ACCESS ...; } */

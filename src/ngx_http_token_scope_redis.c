@@ -34,6 +34,7 @@ typedef struct {
     ngx_uint_t                  connected;
     time_t                      fresh;       /* the state was current then */
     ngx_uint_t                  full;        /* a write did not fit */
+    ngx_uint_t                  refusing;    /* stale, and said so */
     ts_table_t                 *tables[2];
 } ngx_http_token_scope_shm_t;
 
@@ -101,7 +102,7 @@ ngx_http_token_scope_revoked(ngx_http_request_t *r,
 {
     int64_t                             since;
     uint64_t                            id, seller;
-    ngx_uint_t                          stale, revoked;
+    ngx_uint_t                          stale, revoked, synced, change;
     ts_table_t                         *t;
     ngx_slab_pool_t                    *shpool;
     ngx_http_token_scope_shm_t         *sh;
@@ -128,18 +129,28 @@ ngx_http_token_scope_revoked(ngx_http_request_t *r,
 
     revoked = 0;
     since = 0;
+    change = 0;
 
     ngx_shmtx_lock(&shpool->mutex);
 
     /* until the first full sync the state is not known: fail closed */
-    stale = !sh->synced || ngx_time() - sh->fresh > rcf->max_stale;
+    synced = sh->synced;
+    stale = !synced || ngx_time() - sh->fresh > rcf->max_stale;
     t = sh->tables[sh->active];
 
     if (id && ts_table_get(t, id, &since)) {
         revoked = 1;
 
     } else if (seller && ts_table_get(t, seller, &since)) {
-        revoked = ts_token_issued(tok, rcf->lifetime) < since;
+        revoked = ts_token_issued(tok, rcf->lifetime, ngx_time()) < since;
+    }
+
+    /* refusing for want of state starts and ends once for all workers */
+    if (!revoked && tlcf->redis_down == NGX_HTTP_TOKEN_SCOPE_REDIS_DOWN_DENY
+        && stale != sh->refusing)
+    {
+        sh->refusing = stale;
+        change = 1;
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
@@ -147,6 +158,20 @@ ngx_http_token_scope_revoked(ngx_http_request_t *r,
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "token scope revocation: revoked:%ui stale:%ui since:%L",
                    revoked, stale, since);
+
+    /* a state of the node, not of the request that noticed it */
+    if (change && stale) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "token scope: the revocation state from redis \"%V\" "
+                      "is %s, tokens are refused with 503 until it is "
+                      "current", &rcf->address,
+                      synced ? "older than max_stale" : "not loaded yet");
+
+    } else if (change) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "token scope: the revocation state from redis \"%V\" "
+                      "is current again, tokens pass", &rcf->address);
+    }
 
     if (revoked) {
         return TS_REVOKED;

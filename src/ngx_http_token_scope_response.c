@@ -1,10 +1,12 @@
 
 /*
- * The answer to a denied request, in the API's own shape
- * (token_scope_error_format): WB's JSON body, Ecwid's errorMessage or
- * only the status; always with an RFC 6750 WWW-Authenticate header.
- * Nothing from the request is echoed but $request_id; every string is
- * escaped for JSON.
+ * The answer to a refused request.  The deciding handler returns the
+ * status to nginx with the RFC 6750 WWW-Authenticate header (Retry-After
+ * for a 503), so "satisfy" and "error_page" do their work; where nginx
+ * then answers itself, the filters here give that answer the API's own
+ * shape (token_scope_error_format): WB's JSON body, Ecwid's errorMessage
+ * or only the status.  Nothing from the request is echoed but $request_id;
+ * every string is escaped for JSON.
  */
 
 
@@ -17,6 +19,9 @@
 
 #define NGX_HTTP_TOKEN_SCOPE_ORIGIN  "s2s-api-auth-"
 
+/* about the longest pause between two attempts to reach Redis */
+#define NGX_HTTP_TOKEN_SCOPE_RETRY_AFTER  "5"
+
 
 typedef struct {
     ngx_str_t                   detail;
@@ -25,14 +30,21 @@ typedef struct {
 } ngx_http_token_scope_answer_t;
 
 
+static ngx_int_t ngx_http_token_scope_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_token_scope_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static ngx_int_t ngx_http_token_scope_body(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx, ngx_str_t *body);
 static ngx_str_t ngx_http_token_scope_origin(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t *ctx);
+static ngx_table_elt_t *ngx_http_token_scope_push_header(
+    ngx_http_request_t *r, char *key);
 static ngx_int_t ngx_http_token_scope_www_authenticate(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t *ctx, ngx_uint_t scope);
 static ngx_str_t ngx_http_token_scope_explain(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t *ctx);
-static ngx_int_t ngx_http_token_scope_deny_ecwid(ngx_http_request_t *r,
-    ngx_http_token_scope_ctx_t *ctx, ngx_uint_t status);
+static ngx_int_t ngx_http_token_scope_body_ecwid(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx, ngx_str_t *body);
 static ngx_str_t ngx_http_token_scope_missing(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t *ctx, char sep);
 
@@ -87,7 +99,9 @@ static ngx_http_token_scope_answer_t  ngx_http_token_scope_answers[] = {
     { ngx_string("token problem; unknown token"), ngx_null_string, 0 },
     /* TS_SUBJECT */
     { ngx_string("token scope not allowed"),
-      ngx_string("the token is for another store or seller"), 1 }
+      ngx_string("the token is for another store or seller"), 1 },
+    /* TS_CONFIG */
+    { ngx_string("token scope configuration error"), ngx_null_string, 0 }
 };
 
 
@@ -113,8 +127,13 @@ static ngx_str_t  ngx_http_token_scope_ecwid[] = {
     ngx_string("Public token may not call this method"),
                                                      /* TS_PUBLIC_TOKEN */
     ngx_string("Invalid access token"),              /* TS_UNKNOWN_TOKEN */
-    ngx_string("Access token is not valid for this store")  /* TS_SUBJECT */
+    ngx_string("Access token is not valid for this store"), /* TS_SUBJECT */
+    ngx_null_string                                  /* TS_CONFIG */
 };
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
 
 static ngx_http_token_scope_answer_t  ngx_http_token_scope_not_found = {
@@ -122,84 +141,264 @@ static ngx_http_token_scope_answer_t  ngx_http_token_scope_not_found = {
 };
 
 
+/*
+ * The refusal's status, and the headers that go with it whoever answers:
+ * nginx, an error_page, or auth_request copying WWW-Authenticate
+ */
+
 ngx_int_t
-ngx_http_token_scope_deny(ngx_http_request_t *r,
+ngx_http_token_scope_refuse(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t *ctx)
+{
+    ngx_table_elt_t                  *h;
+    ngx_http_token_scope_answer_t    *answer;
+    ngx_http_token_scope_loc_conf_t  *tlcf;
+
+    tlcf = ctx->conf;
+    answer = &ngx_http_token_scope_answers[ctx->reason];
+
+    switch (ctx->reason) {
+
+    case TS_CONFIG:
+        ctx->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ctx->status;
+
+    case TS_REDIS_UNAVAILABLE:
+        /* the server's fault, not the token's */
+        ctx->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+
+        h = ngx_http_token_scope_push_header(r, "Retry-After");
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_str_set(&h->value, NGX_HTTP_TOKEN_SCOPE_RETRY_AFTER);
+
+        return ctx->status;
+
+    case TS_OPERATION:
+        if (tlcf->unmatched == NGX_HTTP_TOKEN_SCOPE_UNMATCHED_NOT_FOUND) {
+            ctx->status = NGX_HTTP_NOT_FOUND;
+            return ctx->status;
+        }
+
+        break;
+
+    default:
+        break;
+    }
+
+    /* RFC 6750 and Ecwid: a scope failure is 403; WB answers 401 */
+    ctx->status = !answer->scope ? NGX_HTTP_UNAUTHORIZED
+                  : tlcf->error_format == NGX_HTTP_TOKEN_SCOPE_FORMAT_WB
+                    ? tlcf->deny_status : NGX_HTTP_FORBIDDEN;
+
+    if (ngx_http_token_scope_www_authenticate(r, ctx, answer->scope)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ctx->status;
+}
+
+
+ngx_int_t
+ngx_http_token_scope_filter_init(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_token_scope_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_token_scope_body_filter;
+
+    return NGX_OK;
+}
+
+
+/*
+ * nginx answers a refusal of ours itself (no error_page claimed the
+ * status): the body becomes the module's, the headers say so
+ */
+
+static ngx_int_t
+ngx_http_token_scope_header_filter(ngx_http_request_t *r)
+{
+    ngx_buf_t                   *b;
+    ngx_str_t                    body;
+    ngx_http_token_scope_ctx_t  *ctx;
+
+    switch (r->headers_out.status) {
+
+    case NGX_HTTP_UNAUTHORIZED:
+    case NGX_HTTP_FORBIDDEN:
+    case NGX_HTTP_NOT_FOUND:
+    case NGX_HTTP_INTERNAL_SERVER_ERROR:
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        break;
+
+    default:
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx = ngx_http_token_scope_get_ctx(r);
+
+    if (ctx == NULL || !ngx_http_token_scope_refused_here(r, ctx)) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "token scope header filter: %s",
+                   ts_reason_name(ctx->reason));
+
+    if (ngx_http_token_scope_body(r, ctx, &body) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (body.len) {
+        b->pos = body.data;
+        b->last = body.data + body.len;
+        b->memory = 1;
+
+        r->headers_out.content_type_len = sizeof("application/json") - 1;
+        ngx_str_set(&r->headers_out.content_type, "application/json");
+
+    } else {
+        b->sync = 1;
+
+        r->headers_out.content_type_len = 0;
+        ngx_str_null(&r->headers_out.content_type);
+    }
+
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.content_length_n = body.len;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    ctx->answer = b;
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+/* nginx's own page goes nowhere: the module's answer takes its place */
+
+static ngx_int_t
+ngx_http_token_scope_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_buf_t                   *b;
+    ngx_chain_t                 *cl, out;
+    ngx_http_token_scope_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_token_scope_module);
+
+    if (ctx == NULL || ctx->answer == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    b = ctx->answer;
+
+    for (cl = in; cl; cl = cl->next) {
+        b->last_buf |= cl->buf->last_buf;
+        b->last_in_chain |= cl->buf->last_in_chain;
+
+        cl->buf->pos = cl->buf->last;
+        cl->buf->file_pos = cl->buf->file_last;
+    }
+
+    if (!b->last_buf && !b->last_in_chain) {
+        /* the module's answer goes out whole, with the page's end */
+        return NGX_OK;
+    }
+
+    ctx->answer = NULL;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_next_body_filter(r, &out);
+}
+
+
+/* the answer's body for the location's error format; empty: status only */
+
+static ngx_int_t
+ngx_http_token_scope_body(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx, ngx_str_t *body)
 {
     size_t                            len;
     u_char                           *p;
     ngx_tm_t                          tm;
     ngx_str_t                         origin, explain, title, status_text;
-    ngx_str_t                         type;
     ngx_uint_t                        status;
     ngx_http_variable_value_t        *request_id;
-    ngx_http_complex_value_t          cv;
     ngx_http_token_scope_answer_t    *answer;
-    ngx_http_token_scope_loc_conf_t  *tlcf;
     ngx_http_token_scope_main_conf_t *tmcf;
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "token scope deny: %s", ts_reason_name(ctx->reason));
+    status = ctx->status;
 
-    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_token_scope_module);
-    tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
-
-    answer = &ngx_http_token_scope_answers[ctx->reason];
-
-    /* RFC 6750 and Ecwid: a scope failure is 403; WB answers 401 */
-    status = !answer->scope ? NGX_HTTP_UNAUTHORIZED
-             : tlcf->error_format == NGX_HTTP_TOKEN_SCOPE_FORMAT_WB
-               ? tlcf->deny_status : NGX_HTTP_FORBIDDEN;
-
-    if (ctx->reason == TS_OPERATION
-        && tlcf->unmatched == NGX_HTTP_TOKEN_SCOPE_UNMATCHED_NOT_FOUND)
-    {
-        status = NGX_HTTP_NOT_FOUND;
-    }
-
-    if (status != NGX_HTTP_NOT_FOUND
-        && ngx_http_token_scope_www_authenticate(r, ctx, answer->scope)
-           != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    switch (tlcf->error_format) {
+    switch (ctx->conf->error_format) {
 
     case NGX_HTTP_TOKEN_SCOPE_FORMAT_ECWID:
-        return ngx_http_token_scope_deny_ecwid(r, ctx, status);
+        return ngx_http_token_scope_body_ecwid(r, ctx, body);
 
     case NGX_HTTP_TOKEN_SCOPE_FORMAT_RFC6750:
         /* the status and WWW-Authenticate say it all */
-        ngx_memzero(&cv, sizeof(ngx_http_complex_value_t));
-        return ngx_http_send_response(r, status, NULL, &cv);
+        ngx_str_null(body);
+        return NGX_OK;
 
     default: /* NGX_HTTP_TOKEN_SCOPE_FORMAT_WB */
         break;
     }
 
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
+
+    answer = &ngx_http_token_scope_answers[ctx->reason];
     explain = ngx_http_token_scope_explain(r, ctx);
 
-    if (status == NGX_HTTP_NOT_FOUND) {
+    switch (status) {
+
+    case NGX_HTTP_NOT_FOUND:
         answer = &ngx_http_token_scope_not_found;
         ngx_str_null(&explain);
         ngx_str_set(&title, "not found");
         ngx_str_set(&status_text, "Not Found");
+        break;
 
-    } else if (status == NGX_HTTP_FORBIDDEN) {
+    case NGX_HTTP_FORBIDDEN:
         ngx_str_set(&title, "forbidden");
         ngx_str_set(&status_text, "Forbidden");
+        break;
 
-    } else {
+    case NGX_HTTP_INTERNAL_SERVER_ERROR:
+        ngx_str_set(&title, "internal server error");
+        ngx_str_set(&status_text, "Internal Server Error");
+        break;
+
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        ngx_str_set(&title, "service unavailable");
+        ngx_str_set(&status_text, "Service Unavailable");
+        break;
+
+    default:
         ngx_str_set(&title, "unauthorized");
         ngx_str_set(&status_text, "Unauthorized");
+        break;
     }
 
     origin = ngx_http_token_scope_origin(r, ctx);
 
     request_id = ngx_http_get_indexed_variable(r, tmcf->request_id_index);
     if (request_id == NULL || request_id->not_found) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     len = sizeof("{\"title\":\"\",\"detail\":\"; \",\"code\":\"\","
@@ -216,10 +415,10 @@ ngx_http_token_scope_deny(ngx_http_request_t *r,
 
     p = ngx_pnalloc(r->pool, len);
     if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
-    cv.value.data = p;
+    body->data = p;
 
     p = ngx_sprintf(p, "{\"title\":\"%V\",\"detail\":\"%V", &title,
                     &answer->detail);
@@ -244,13 +443,9 @@ ngx_http_token_scope_deny(ngx_http_request_t *r,
                     tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
                     tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec);
 
-    cv.value.len = p - cv.value.data;
-    cv.lengths = NULL;
-    cv.values = NULL;
+    body->len = p - body->data;
 
-    ngx_str_set(&type, "application/json");
-
-    return ngx_http_send_response(r, status, &type, &cv);
+    return NGX_OK;
 }
 
 
@@ -260,19 +455,18 @@ ngx_http_token_scope_deny(ngx_http_request_t *r,
  */
 
 static ngx_int_t
-ngx_http_token_scope_deny_ecwid(ngx_http_request_t *r,
-    ngx_http_token_scope_ctx_t *ctx, ngx_uint_t status)
+ngx_http_token_scope_body_ecwid(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx, ngx_str_t *body)
 {
-    u_char                    *p;
-    size_t                     len;
-    ngx_str_t                  message, explain, missing, type;
-    ngx_http_complex_value_t   cv;
+    u_char     *p;
+    size_t      len;
+    ngx_str_t   message, explain, missing;
 
     message = ngx_http_token_scope_ecwid[ctx->reason];
     ngx_str_null(&explain);
     ngx_str_null(&missing);
 
-    if (status == NGX_HTTP_NOT_FOUND) {
+    if (ctx->status == NGX_HTTP_NOT_FOUND) {
         ngx_str_set(&message, "Not found");
 
     } else if (ctx->reason == TS_CATEGORY || ctx->reason == TS_SCOPE) {
@@ -291,10 +485,10 @@ ngx_http_token_scope_deny_ecwid(ngx_http_request_t *r,
 
     p = ngx_pnalloc(r->pool, len);
     if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
-    cv.value.data = p;
+    body->data = p;
 
     p = ngx_cpymem(p, "{\"errorMessage\":\"",
                    sizeof("{\"errorMessage\":\"") - 1);
@@ -315,13 +509,9 @@ ngx_http_token_scope_deny_ecwid(ngx_http_request_t *r,
     p = ngx_sprintf(p, "\",\"errorCode\":\"%s\"}",
                     ts_reason_name(ctx->reason));
 
-    cv.value.len = p - cv.value.data;
-    cv.lengths = NULL;
-    cv.values = NULL;
+    body->len = p - body->data;
 
-    ngx_str_set(&type, "application/json");
-
-    return ngx_http_send_response(r, status, &type, &cv);
+    return NGX_OK;
 }
 
 
@@ -408,10 +598,19 @@ ngx_http_token_scope_explain(ngx_http_request_t *r,
     switch (ctx->reason) {
 
     case TS_MALFORMED:
-    case TS_OPERATION:
         if (ctx->token.error) {
             s.data = (u_char *) ctx->token.error;
             s.len = ngx_strlen(ctx->token.error);
+            return s;
+        }
+
+        return ngx_http_token_scope_answers[ctx->reason].explain;
+
+    case TS_OPERATION:
+    case TS_CONFIG:
+        if (ctx->why) {
+            s.data = (u_char *) ctx->why;
+            s.len = ngx_strlen(ctx->why);
             return s;
         }
 
@@ -454,6 +653,32 @@ ngx_http_token_scope_explain(ngx_http_request_t *r,
 }
 
 
+/* nginx 1.23 links repeated headers through "next": ours stand alone */
+
+static ngx_table_elt_t *
+ngx_http_token_scope_push_header(ngx_http_request_t *r, char *key)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NULL;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) key;
+    h->key.len = ngx_strlen(key);
+    ngx_str_null(&h->value);
+    h->lowcase_key = NULL;
+
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return h;
+}
+
+
 static ngx_int_t
 ngx_http_token_scope_www_authenticate(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t *ctx, ngx_uint_t scope)
@@ -462,13 +687,16 @@ ngx_http_token_scope_www_authenticate(ngx_http_request_t *r,
     ngx_str_t        *detail, missing;
     ngx_table_elt_t  *h;
 
-    h = ngx_list_push(&r->headers_out.headers);
+    h = ngx_http_token_scope_push_header(r, "WWW-Authenticate");
     if (h == NULL) {
         return NGX_ERROR;
     }
 
-    h->hash = 1;
-    ngx_str_set(&h->key, "WWW-Authenticate");
+    /*
+     * satisfy any clears it when another module grants; auth_request
+     * copies it from a subrequest
+     */
+    r->headers_out.www_authenticate = h;
 
     if (ctx->reason == TS_MISSING) {
         /* RFC 6750 3.1: no error code when no token was sent */

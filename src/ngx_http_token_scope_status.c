@@ -107,7 +107,9 @@ ngx_http_token_scope_count(ngx_http_request_t *r,
         }
     }
 
-    if (ctx->verified) {
+    if (ctx->facts == NGX_HTTP_TOKEN_SCOPE_FACTS_READY
+        && ctx->facts_reason == TS_OK)
+    {
         ngx_atomic_fetch_add(&counters->types[ctx->token.type], 1);
     }
 }

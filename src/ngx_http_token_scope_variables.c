@@ -1,8 +1,10 @@
 
 /*
  * The module's variables: the token's facts for logs, limit_req and
- * upstream headers.  Reading one makes the decision if the access phase
- * has not made it yet (limit_req runs in the preaccess phase).
+ * upstream headers, and the decision of the location that decided.  A
+ * fact read before the access phase (limit_req, "set", "map") is computed
+ * then; the decision never is: it is empty until a location made it, and
+ * in a request nginx answered itself everything is.
  */
 
 
@@ -42,7 +44,7 @@ static ngx_int_t ngx_http_token_scope_variable_operation(
     ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_token_scope_variable_int(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, int64_t value);
-static ngx_http_token_scope_ctx_t *ngx_http_token_scope_verified_ctx(
+static ngx_http_token_scope_ctx_t *ngx_http_token_scope_decided(
     ngx_http_request_t *r);
 static void ngx_http_token_scope_variable_set(ngx_http_variable_value_t *v,
     u_char *data, size_t len);
@@ -109,13 +111,17 @@ ngx_http_token_scope_variable_set(ngx_http_variable_value_t *v,
 
 
 static ngx_http_token_scope_ctx_t *
-ngx_http_token_scope_verified_ctx(ngx_http_request_t *r)
+ngx_http_token_scope_decided(ngx_http_request_t *r)
 {
     ngx_http_token_scope_ctx_t  *ctx;
 
-    ctx = ngx_http_token_scope_evaluate(r);
+    ctx = ngx_http_token_scope_get_ctx(r);
 
-    return (ctx != NULL && ctx->verified) ? ctx : NULL;
+    if (ctx == NULL || ctx->decision == NGX_HTTP_TOKEN_SCOPE_UNDECIDED) {
+        return NULL;
+    }
+
+    return ctx;
 }
 
 
@@ -126,7 +132,7 @@ ngx_http_token_scope_variable_str(ngx_http_request_t *r,
     ts_str_t                    *s;
     ngx_http_token_scope_ctx_t  *ctx;
 
-    ctx = ngx_http_token_scope_verified_ctx(r);
+    ctx = ngx_http_token_scope_known(r);
 
     if (ctx == NULL) {
         v->not_found = 1;
@@ -148,7 +154,7 @@ ngx_http_token_scope_variable_type(ngx_http_request_t *r,
     const char                  *name;
     ngx_http_token_scope_ctx_t  *ctx;
 
-    ctx = ngx_http_token_scope_verified_ctx(r);
+    ctx = ngx_http_token_scope_known(r);
 
     if (ctx == NULL) {
         v->not_found = 1;
@@ -187,7 +193,7 @@ ngx_http_token_scope_variable_oid(ngx_http_request_t *r,
 {
     ngx_http_token_scope_ctx_t  *ctx;
 
-    ctx = ngx_http_token_scope_verified_ctx(r);
+    ctx = ngx_http_token_scope_known(r);
 
     if (ctx == NULL || !ctx->token.has_oid) {
         v->not_found = 1;
@@ -204,7 +210,7 @@ ngx_http_token_scope_variable_exp(ngx_http_request_t *r,
 {
     ngx_http_token_scope_ctx_t  *ctx;
 
-    ctx = ngx_http_token_scope_verified_ctx(r);
+    ctx = ngx_http_token_scope_known(r);
 
     if (ctx == NULL) {
         v->not_found = 1;
@@ -221,7 +227,7 @@ ngx_http_token_scope_variable_readonly(ngx_http_request_t *r,
 {
     ngx_http_token_scope_ctx_t  *ctx;
 
-    ctx = ngx_http_token_scope_verified_ctx(r);
+    ctx = ngx_http_token_scope_known(r);
 
     if (ctx == NULL) {
         v->not_found = 1;
@@ -244,7 +250,7 @@ ngx_http_token_scope_variable_categories(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t        *ctx;
     ngx_http_token_scope_main_conf_t  *tmcf;
 
-    ctx = ngx_http_token_scope_verified_ctx(r);
+    ctx = ngx_http_token_scope_known(r);
 
     if (ctx == NULL) {
         v->not_found = 1;
@@ -278,9 +284,9 @@ ngx_http_token_scope_variable_required(ngx_http_request_t *r,
     ngx_str_t                   *required;
     ngx_http_token_scope_ctx_t  *ctx;
 
-    ctx = ngx_http_token_scope_evaluate(r);
+    ctx = ngx_http_token_scope_decided(r);
 
-    if (ctx == NULL || ctx->decision == 0) {
+    if (ctx == NULL) {
         v->not_found = 1;
         return NGX_OK;
     }
@@ -309,9 +315,9 @@ ngx_http_token_scope_variable_decision(ngx_http_request_t *r,
 
     ngx_http_token_scope_ctx_t  *ctx;
 
-    ctx = ngx_http_token_scope_evaluate(r);
+    ctx = ngx_http_token_scope_decided(r);
 
-    if (ctx == NULL || ctx->decision == 0) {
+    if (ctx == NULL) {
         v->not_found = 1;
         return NGX_OK;
     }
@@ -330,9 +336,9 @@ ngx_http_token_scope_variable_reason(ngx_http_request_t *r,
     const char                  *name;
     ngx_http_token_scope_ctx_t  *ctx;
 
-    ctx = ngx_http_token_scope_evaluate(r);
+    ctx = ngx_http_token_scope_decided(r);
 
-    if (ctx == NULL || ctx->decision == 0) {
+    if (ctx == NULL) {
         v->not_found = 1;
         return NGX_OK;
     }
@@ -351,7 +357,7 @@ ngx_http_token_scope_variable_operation(ngx_http_request_t *r,
 {
     ngx_http_token_scope_ctx_t  *ctx;
 
-    ctx = ngx_http_token_scope_evaluate(r);
+    ctx = ngx_http_token_scope_decided(r);
 
     if (ctx == NULL || ctx->op == NULL) {
         v->not_found = 1;
