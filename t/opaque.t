@@ -745,7 +745,7 @@ my $paused = time();
 my $log_at_pause = length $t->read_file('error.log');
 
 my ($v, $s, $resp) = timed('/short', $uncached);
-is($v, '401 redis_unavailable',
+is($v, '503 redis_unavailable',
    'Redis stopped: an uncached token is redis_unavailable');
 cmp_ok($s, '<', 2, sprintf('answered within about the timeout (%.2fs)', $s));
 is($resp->{headers}{'x-ts-reason'}, 'redis_unavailable',
@@ -757,7 +757,7 @@ cmp_ok($s, '<', 2, sprintf('promptly (%.2fs)', $s));
 
 my @bad;
 for (1 .. 6) {
-    for my $case ([ $cached, '200' ], [ $uncached, '401 redis_unavailable' ]) {
+    for my $case ([ $cached, '200' ], [ $uncached, '503 redis_unavailable' ]) {
         my ($v, $s) = timed('/short', $case->[0]);
         push @bad, sprintf('%s %.2fs', $v, $s)
             if $v ne $case->[1] || $s >= 2;
@@ -766,7 +766,7 @@ for (1 .. 6) {
 is(scalar @bad, 0, 'so on every worker, each within 2s') or diag("@bad");
 
 $r = get('/ecwid', $uncached);
-is($r->{status}, 401, 'ecwid: redis_unavailable is 401');
+is($r->{status}, 503, 'ecwid: redis_unavailable is 503, the server fault');
 is(eval { JSON::PP->new->decode($r->{body})->{errorCode} } // '',
    'redis_unavailable', 'ecwid: errorCode redis_unavailable');
 
@@ -809,7 +809,7 @@ $redis->kill9();
 my $slowest = 0;
 for (1 .. 8) {
     my ($v, $s) = timed('/catalog', $never_seen);
-    push @bad, $v if $v ne '401 redis_unavailable';
+    push @bad, $v if $v ne '503 redis_unavailable';
     $slowest = $s if $s > $slowest;
 }
 is(scalar @bad, 0, 'Redis killed: an uncached token is redis_unavailable')

@@ -262,7 +262,7 @@ ok(wait_for(sub {
 is(v('/', $tok), '200', 'within max_stale: the last known state serves')
     if time() - $reloaded < 1.5;
 
-ok(wait_for(sub { v('/', $tok) eq '401 redis_unavailable' }, 5),
+ok(wait_for(sub { v('/', $tok) eq '503 redis_unavailable' }, 5),
    'after max_stale: deny refuses with redis_unavailable');
 is(v('/allow', $tok), '200', 'allow passes');
 is(v('/allow', $gone), '401 revoked', 'allow: the known revoked id is refused');

@@ -3,7 +3,7 @@
 # Revocation when Redis fails (SPEC section 9): Redis absent at nginx
 # start, killed and restarted, stopped with SIGSTOP. Requests never wait
 # on Redis; the last known state is used until it is older than max_stale,
-# then token_scope_redis_down decides (deny: 401 redis_unavailable, allow:
+# then token_scope_redis_down decides (deny: 503 redis_unavailable, allow:
 # pass); changes written during an outage apply after the reconnect; the
 # log tells each state change once, not per request.
 
@@ -80,14 +80,14 @@ my $started = time();
 $t->run();
 
 my ($v, $s) = timed('/', $ok);
-like($v, qr/^(200|401 redis_unavailable)$/,
+like($v, qr/^(200|503 redis_unavailable)$/,
      "Redis absent at start: the request is answered ($v)");
 cmp_ok($s, '<', 0.2, 'promptly');
 
 is(v('/norevoke', $ok), '200', 'revocation off passes');
 
-ok(wait_for(sub { v('/', $ok) eq '401 redis_unavailable' }, $MAX_STALE + 2),
-   'deny: 401 redis_unavailable once max_stale has passed');
+ok(wait_for(sub { v('/', $ok) eq '503 redis_unavailable' }, $MAX_STALE + 2),
+   'deny: 503 redis_unavailable once max_stale has passed');
 
 my $r = $t->get('/', Authorization => "Bearer $ok");
 is($r->{json}{detail}, 'token problem; revocation state unavailable',
@@ -95,7 +95,7 @@ is($r->{json}{detail}, 'token problem; revocation state unavailable',
 is($r->{headers}{'x-ts-reason'}, 'redis_unavailable', '$token_scope_reason');
 
 my ($all, $max) = burst('/', $ok, 20);
-is($all, '401 redis_unavailable', 'deny: on every request');
+is($all, '503 redis_unavailable', 'deny: on every request');
 cmp_ok($max, '<', 0.2, 'each answered promptly');
 
 ($all, $max) = burst('/allow', $ok, 20);
@@ -180,8 +180,8 @@ $killed = time();
 
 is(v('/', $ok), '200', 'killed again: passes within max_stale');
 
-ok(wait_for(sub { v('/', $ok) eq '401 redis_unavailable' }, $MAX_STALE + 2),
-   'deny: 401 redis_unavailable after max_stale');
+ok(wait_for(sub { v('/', $ok) eq '503 redis_unavailable' }, $MAX_STALE + 2),
+   'deny: 503 redis_unavailable after max_stale');
 cmp_ok(time() - $killed, '>=', $MAX_STALE - 0.5, 'not before max_stale');
 
 ($all, $max) = burst('/allow', $ok, 10);
@@ -230,7 +230,7 @@ is(scalar @slow, 0, 'Redis stopped: requests answered as before, promptly')
     or diag(join "\n", @slow);
 cmp_ok(time() - $paused, '<', $MAX_STALE, '(within max_stale)');
 
-ok(wait_for(sub { v('/', $ok) eq '401 redis_unavailable' }, $MAX_STALE + 3),
+ok(wait_for(sub { v('/', $ok) eq '503 redis_unavailable' }, $MAX_STALE + 3),
    'a stopped Redis makes the state stale: deny after max_stale');
 
 ($all, $max) = burst('/allow', $ok, 10);
@@ -238,7 +238,7 @@ is($all, '200', 'allow: passes');
 cmp_ok($max, '<', 0.2, 'promptly');
 
 ($all, $max) = burst('/', $ok, 10);
-is($all, '401 redis_unavailable', 'deny: refuses');
+is($all, '503 redis_unavailable', 'deny: refuses');
 cmp_ok($max, '<', 0.2, 'promptly');
 
 $redis->resume();

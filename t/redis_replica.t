@@ -159,7 +159,7 @@ is(v($far, $near->mint('e1', @mp)), '200',
    'and passes valid ones after max_stale (its replica is up)');
 # the state's age is counted in whole seconds: max_stale=2s may take
 # nearly 3 to pass
-ok(wait_for(sub { v($near, $tok) eq '401 redis_unavailable' }, 2),
+ok(wait_for(sub { v($near, $tok) eq '503 redis_unavailable' }, 2),
    'near (primary gone) applies redis_down deny');
 
 
