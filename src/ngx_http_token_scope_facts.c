@@ -37,7 +37,6 @@ ngx_http_token_scope_facts(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx,
     ngx_uint_t wait)
 {
-    ngx_int_t    rc;
     ngx_str_t    token;
     ts_reason_e  reason;
 
@@ -79,13 +78,8 @@ ngx_http_token_scope_facts(ngx_http_request_t *r,
         reason = TS_MALFORMED;
 
     } else if (tlcf->opaque && !ts_token_is_jwt(token.data, token.len)) {
-        rc = ngx_http_token_scope_opaque(r, tlcf, ctx, &token, wait);
-
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        return NGX_OK;
+        /* it sets the facts itself, now or once Redis answers */
+        return ngx_http_token_scope_opaque(r, tlcf, ctx, &token, wait);
 
     } else {
         reason = ngx_http_token_scope_jwt(r, tlcf, ctx, &token);

@@ -234,7 +234,8 @@ ts_ops_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
     int  rc;
 
-    rc = memcmp(a, b, alen < blen ? alen : blen);
+    /* an empty host may come without data: memcmp() needs a pointer */
+    rc = (alen && blen) ? memcmp(a, b, alen < blen ? alen : blen) : 0;
 
     if (rc != 0) {
         return rc;
@@ -380,7 +381,7 @@ ts_ops_host(const ts_ops_node_t *root, const ts_str_t *host)
         return node;
     }
 
-    dot = memchr(host->data, '.', host->len);
+    dot = host->len ? memchr(host->data, '.', host->len) : NULL;
     len = dot ? (size_t) (dot - host->data) : host->len;
 
     if (len < sizeof(sandbox) - 1

@@ -1126,6 +1126,7 @@ static void
 test_ops(void)
 {
     char            err[256];
+    ts_str_t        m, h, p;
     ts_ops_t       *ops;
     const ts_op_t  *op;
 
@@ -1174,6 +1175,15 @@ test_ops(void)
     ok(op && op->required.categories == 1 << 8, "the root path matches");
     ok(match(ops, "GET", "-sandbox", "/") == NULL,
        "a bare sandbox suffix is no twin");
+
+    m.data = (unsigned char *) "GET";
+    m.len = 3;
+    h.data = NULL;
+    h.len = 0;
+    p.data = (unsigned char *) "/";
+    p.len = 1;
+    ok(ts_ops_match(ops, &m, &h, &p) == NULL,
+       "a request without a host, as after a bad request line, matches none");
 
     ok(match(ops, "GET", "api.example.com", "/API/v3/Orders/new") == NULL
        && match(ops, "get", "api.example.com", "/api/v3/orders/new") == NULL,
