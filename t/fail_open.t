@@ -9,6 +9,11 @@
 # - a flood of unknown opaque tokens into a small cache zone evicts no
 #   valid token's entry: it still answers, from the fallback, with Redis
 #   stopped;
+# - that Redis knows no such token is kept for miss_ttl only, never as a
+#   fallback: a token written to Redis since is redis_unavailable, not
+#   unknown_token, while Redis cannot answer;
+# - in a zone exactly full of known tokens an unknown token evicts none
+#   of them and is not cached;
 # - Redis out of reach for longer than max_stale: 503 with Retry-After and
 #   code redis_unavailable, one error log line when the refusals start and
 #   one when they end.
@@ -35,12 +40,17 @@ my $redis = TokenScope::Redis->new($t);
 
 $t->keygen('ES256', 'e1');
 
+# an HMAC key: JWTs signed here without an openssl process each, to fill
+# the cache zone
+$t->keygen('HS256', 'h1');
+
 my $conf = globals(workers => 2) . <<'EOF';
 
 http {
     %%TEST_GLOBALS_HTTP%%
 
     token_scope_key_file %%KEYS%%/e1.pem kid=e1;
+    token_scope_key_file %%KEYS%%/h1.jwks;
 
     token_scope_scope read_catalog;
 
@@ -111,16 +121,45 @@ sub made_up {
     return $t->remember_secret('secret_' . join '', map { $c[rand @c] } 1 .. 32);
 }
 
-# an opaque token with the hash: type secret, scopes read_catalog, FIELDS
+# TOKEN written to Redis: the hash type secret, scopes read_catalog, FIELDS
 
-sub opaque {
-    my (@fields) = @_;
+sub known {
+    my ($token, @fields) = @_;
 
-    my $token = made_up();
     $redis->cli('HSET', 'token_scope:opaque:' . sha256_hex($token),
                 'type', 'secret', 'scopes', 'read_catalog', @fields);
 
     return $token;
+}
+
+# a new opaque token with that hash
+
+sub opaque { known(made_up(), @_) }
+
+# the cache counters of the status page, { entries => N, ... }
+
+sub cache {
+    my %m = $t->get('/status')->{body} =~ /^token_scope_cache_(\w+) (\d+)$/mg;
+    return \%m;
+}
+
+# whether every worker whose opaque token lookups failed has had an
+# answer from Redis since (it reconnects after a backoff and logs the
+# first answer); each call asks about a new valid token (an unknown one
+# would take a slot of the unknown tokens), so that some worker does a
+# lookup
+
+sub lookups_answered {
+    v('/read', opaque());
+
+    my %down;
+
+    for (lines(qr/opaque tokens fall back to the cache|answers opaque token lookups again/)) {
+        my ($pid) = /(\d+)#\d+: / or next;
+        $down{$pid} = /fall back/ ? 1 : 0;
+    }
+
+    return !grep { $_ } values %down;
 }
 
 # the lines of the error log matching RE, from offset FROM on
@@ -208,6 +247,57 @@ like(substr($t->read_file('error.log'), $at), qr/opaque token lookup timed out/,
 $redis->resume();
 
 ok(wait_for(sub { v('/read', $valid) eq '200' }, 5), 'Redis continued: the valid opaque token passes');
+
+
+# an unknown token's answer lives miss_ttl=1s only, never as a fallback:
+# a token written to Redis since is not refused as unknown_token from the
+# expired entry while Redis cannot answer
+
+ok(wait_for(\&lookups_answered, 5), 'Redis answers the opaque token lookups of every worker again');
+
+my $late = made_up();
+
+is(v('/read', $late), '401 unknown_token', 'a made-up opaque token is unknown_token (and cached as unknown for miss_ttl)');
+my $missed = time();
+
+known($late);
+
+# past miss_ttl=1s: the entry expires at the whole second after it was
+# stored, which is at most 1s from now
+wait_for(sub { time() - $missed > 1.1 }, 5);
+
+$redis->pause();
+
+is(v('/read', $late), '503 redis_unavailable', 'past miss_ttl, Redis stopped: the token written to Redis since is redis_unavailable, never unknown_token from the expired entry');
+
+$redis->resume();
+
+ok(wait_for(sub { v('/read', $late) eq '200' }, 5), 'Redis continued: the token written to Redis since passes');
+ok(wait_for(\&lookups_answered, 5), 'and Redis answers the opaque token lookups of every worker again');
+
+
+# a zone exactly full of known tokens (the valid opaque ones, then
+# verified JWTs): an unknown token evicts none of them; after the case
+# above, whose unknown entry would not be cached in a full zone
+
+my $evictions = cache()->{evictions_total};
+my $jwts = 0;
+
+# JWTs until the zone is full and evicts (4 entries, one slot taken) ...
+until (cache()->{evictions_total} > $evictions || $jwts++ > 2000) {
+    get('/read', $t->craft(key => 'h1'));
+}
+
+# ... and 3 more for the slots the eviction freed
+get('/read', $t->craft(key => 'h1')) for 1 .. 3;
+
+my $full = cache();
+diag("cache after $jwts+3 JWTs: " . join ' ', map { "$_=$full->{$_}" } sort keys %$full);
+cmp_ok($full->{evictions_total}, '>', $evictions, 'verified JWTs fill the zone until it evicts');
+
+is(v('/read', made_up()), '401 unknown_token', 'a made-up opaque token into a zone full of known tokens is unknown_token');
+is(cache()->{evictions_total}, $full->{evictions_total}, 'the unknown token evicts none of the known tokens of the full zone');
+is(cache()->{entries}, $full->{entries}, 'and the unknown token is not cached in the full zone');
 
 $t->stop();
 

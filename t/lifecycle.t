@@ -2,13 +2,15 @@
 
 # The decision belongs to the location that serves the request (SPEC
 # section 13).  A $token_scope_* variable read before the access phase (a
-# server-level "set" or "if", a location's rewrite phase) shows the token's
-# facts but never fixes the decision; after "rewrite ... last", try_files
-# to a named location, error_page and X-Accel-Redirect the serving location
-# decides anew with its own rules.  The context survives the redirect: an
+# server-level "set" or "if", a location's rewrite phase) never fixes the
+# decision, and a server-level "set" of $token_scope_seller already holds
+# the token's seller; after "rewrite ... last", try_files to a named
+# location, error_page and X-Accel-Redirect the serving location decides
+# anew with its own rules.  The context survives the redirect: an
 # error_page target with "token_scope off" sees the refusal's variables, a
 # 429 named location still logs the seller.  One final decision is counted
-# per request, however many locations it went through.
+# per request, however many locations it went through, also when
+# error_page hands a refusal to a location without token_scope.
 
 use strict;
 use warnings;
@@ -58,6 +60,7 @@ http {
 
         location /admin/ {
             token_scope marketplace;
+            add_header X-Early-Seller "[$s]" always;
             proxy_pass http://backend;
         }
 
@@ -172,6 +175,18 @@ http {
             proxy_pass http://backend;
         }
 
+        # a refusal handed by error_page to a location without token_scope
+        location /handed/ {
+            token_scope marketplace;
+            error_page 401 @plain;
+            proxy_pass http://backend;
+        }
+
+        location @plain {
+            rewrite ^ /unprotected break;
+            proxy_pass http://backend;
+        }
+
         # a static miss redirected from one protected location to another
         location /first/ {
             token_scope marketplace;
@@ -226,6 +241,10 @@ http {
         location /busy {
             return 200 "busy\n";
         }
+
+        location = /unprotected {
+            return 200 "unprotected\n";
+        }
     }
 }
 EOF
@@ -240,6 +259,7 @@ my $both = $t->mint('e1', '--categories', 'content,marketplace');
 my $limited = $t->mint('e1', '--categories', 'marketplace');
 
 my $content_sid = token_claims($content)->{sid};
+my $market_sid = token_claims($market)->{sid};
 my $limited_sid = token_claims($limited)->{sid};
 
 sub get {
@@ -345,6 +365,10 @@ for my $server ([ 8080, 'a server-level "set" of $token_scope_seller' ],
     is(decided("/admin/log-$port"), "401 deny/category required=marketplace seller=$content_sid", "the access log shows the marketplace location's refusal after $read");
 }
 
+# what the server-level "set" read: the token's facts, not an empty value
+
+is(get(8080, '/admin/early', $market)->{headers}{'x-early-seller'}, "[$market_sid]", 'a server-level "set" of $token_scope_seller holds the seller of a marketplace token that passes');
+
 
 # rewrite ... last after the rewrite phase read the seller
 
@@ -419,6 +443,17 @@ is(answer(8083, '/missing/count', $content), '401 category', 'a request allowed 
 $after = counted($before);
 is(decisions($after, 'deny', 'category') - decisions($before, 'deny', 'category'), 1, 'that request counts its final refusal');
 is(all_decisions($after) - all_decisions($before), 1, 'that request counts one decision in all');
+
+# error_page 401 @plain: the serving location has no token_scope, the
+# refusal is still counted, in the log phase, by the context it left
+
+$before = scrape();
+$res = get(8083, '/handed/x', $content);
+is($res->{status}, 401, 'a refusal handed by error_page 401 @plain to a location without token_scope keeps the status 401');
+is($res->{body}, "unprotected\n", 'a refusal handed by error_page to a location without token_scope answers with that location\'s body');
+$after = counted($before);
+is(decisions($after, 'deny', 'category') - decisions($before, 'deny', 'category'), 1, 'a refusal handed by error_page to a location without token_scope is counted once as deny/category');
+is(all_decisions($after) - all_decisions($before), 1, 'a refusal handed by error_page to a location without token_scope counts one decision in all');
 
 
 # limit_req's 429 in a named location without token_scope

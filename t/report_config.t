@@ -21,10 +21,7 @@ my $t = TokenScope::Test->new();
 
 $t->keygen('ES256', 'e1');
 
-# the servers with token_scope_hosts are added only when nginx -t accepts
-# them (below); the rest uses directives that exist before issue 14
-
-my $BASE = <<'EOF';
+my $CONF = <<'EOF';
 http {
     %%TEST_GLOBALS_HTTP%%
 
@@ -70,20 +67,7 @@ http {
         }
     }
 
-#HOSTS#
-
-    server {
-        listen 127.0.0.1:%%PORT_8081%%;
-        server_name backend;
-
-        location / {
-            return 200 "backend ok\n";
-        }
-    }
-}
-EOF
-
-my $HOSTS = <<'EOF';
+    # token_scope_hosts
     server {
         listen 127.0.0.1:%%PORT_8082%%;
         server_name localhost;
@@ -132,13 +116,17 @@ my $HOSTS = <<'EOF';
             proxy_pass http://backend;
         }
     }
-EOF
 
-sub config {
-    my ($extra) = @_;
-    (my $conf = $BASE) =~ s/^#HOSTS#$/$extra/m;
-    return $conf;
+    server {
+        listen 127.0.0.1:%%PORT_8081%%;
+        server_name backend;
+
+        location / {
+            return 200 "backend ok\n";
+        }
+    }
 }
+EOF
 
 
 # nginx -t in a directory of its own, so that its [emerg] lines stay out of
@@ -241,17 +229,35 @@ unlike($out, qr/unknown directive/, 'token_scope_hosts and then token_scope in o
 isnt($rc, 0, 'token_scope and token_scope_hosts in one server fail nginx -t');
 unlike($out, qr/unknown directive/, 'token_scope and token_scope_hosts in one server fail as a conflict, not as an unknown directive');
 
-($rc, $out) = check_conf(config(''));
-is($rc, 0, 'the configuration without token_scope_hosts passes nginx -t') or diag($out);
+($rc, $out) = check_conf(<<'EOF');
+http {
+    %%TEST_GLOBALS_HTTP%%
 
-my ($hosts_rc, $hosts_out) = check_conf(config($HOSTS));
-my $hosts = $hosts_rc == 0;
-ok($hosts, 'the configuration with the token_scope_hosts servers passes nginx -t') or diag($hosts_out);
+    token_scope_key_file %%KEYS%%/e1.pem kid=e1;
+
+    token_scope_hosts {
+        a.test  content;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_8080%%;
+        server_name localhost;
+
+        location / {
+            proxy_pass http://127.0.0.1:%%PORT_8081%%;
+        }
+    }
+}
+EOF
+is($rc, 0, 'a token_scope_hosts block in the http block passes nginx -t') or diag($out);
+
+($rc, $out) = check_conf($CONF);
+is($rc, 0, 'the configuration of this test, with the token_scope_hosts servers, passes nginx -t') or diag($out);
 
 undef $c;
 
 
-$t->write_config(config($hosts ? $HOSTS : ''));
+$t->write_config($CONF);
 $t->run();
 
 my $content = $t->mint('e1', '--categories', 'content');
@@ -333,33 +339,28 @@ is(req(8080, 'localhost', '/catalogue/known', $content)->{headers}{'x-ts-decisio
 
 # token_scope_hosts
 
-SKIP: {
-    skip 'nginx -t does not accept the token_scope_hosts servers', 19
-        unless $hosts;
+is(answer(8082, 'content.test', '/x', $content), '200', 'token_scope_hosts: a content token passes on the host mapped to content');
+is(answer(8082, 'Content.Test:8080', '/x', $content), '200', 'token_scope_hosts: the host is matched lower-cased and without its port');
+is(answer(8082, 'content.test', '/x'), '401 missing', 'token_scope_hosts: the host mapped to content needs a token');
+is(answer(8082, 'market.test', '/x', $content), '401 category', 'token_scope_hosts: a content token is refused on the host mapped to marketplace');
+is(answer(8082, 'market.test', '/x', $market), '200', 'token_scope_hosts: a marketplace token passes on the host mapped to marketplace');
+is(answer(8082, 'open.test', '/x'), '200', 'token_scope_hosts: the host mapped to off passes without a token');
+is(answer(8082, 'unmapped.test', '/x', $content), '500 config', 'token_scope_hosts: a host missing from the block without default is answered 500 with code config');
+is(req(8082, 'unmapped.test', '/x', $content)->{headers}{'x-ts-reason'}, 'config', 'token_scope_hosts: $token_scope_reason is config for an unmapped host');
 
-    is(answer(8082, 'content.test', '/x', $content), '200', 'token_scope_hosts: a content token passes on the host mapped to content');
-    is(answer(8082, 'Content.Test:8080', '/x', $content), '200', 'token_scope_hosts: the host is matched lower-cased and without its port');
-    is(answer(8082, 'content.test', '/x'), '401 missing', 'token_scope_hosts: the host mapped to content needs a token');
-    is(answer(8082, 'market.test', '/x', $content), '401 category', 'token_scope_hosts: a content token is refused on the host mapped to marketplace');
-    is(answer(8082, 'market.test', '/x', $market), '200', 'token_scope_hosts: a marketplace token passes on the host mapped to marketplace');
-    is(answer(8082, 'open.test', '/x'), '200', 'token_scope_hosts: the host mapped to off passes without a token');
-    is(answer(8082, 'unmapped.test', '/x', $content), '500 config', 'token_scope_hosts: a host missing from the block without default is answered 500 with code config');
-    is(req(8082, 'unmapped.test', '/x', $content)->{headers}{'x-ts-reason'}, 'config', 'token_scope_hosts: $token_scope_reason is config for an unmapped host');
+is(answer(8082, 'market.test', '/own/x', $content), '200', 'a location\'s own token_scope overrides the server\'s token_scope_hosts for a content token');
+is(answer(8082, 'market.test', '/own/x', $market), '401 category', 'a location\'s own token_scope overrides the server\'s token_scope_hosts for a marketplace token');
+is(answer(8082, 'unmapped.test', '/own/x', $content), '200', 'a location\'s own token_scope applies to an unmapped host as well');
 
-    is(answer(8082, 'market.test', '/own/x', $content), '200', 'a location\'s own token_scope overrides the server\'s token_scope_hosts for a content token');
-    is(answer(8082, 'market.test', '/own/x', $market), '401 category', 'a location\'s own token_scope overrides the server\'s token_scope_hosts for a marketplace token');
-    is(answer(8082, 'unmapped.test', '/own/x', $content), '200', 'a location\'s own token_scope applies to an unmapped host as well');
+is(answer(8083, 'unmapped.test', '/x', $market), '200', 'token_scope_hosts default: an unmapped host admits a marketplace token');
+is(answer(8083, 'unmapped.test', '/x', $content), '401 category', 'token_scope_hosts default: an unmapped host refuses a content token');
+is(answer(8083, 'content.test', '/x', $content), '200', 'token_scope_hosts default: a mapped host keeps its own category');
 
-    is(answer(8083, 'unmapped.test', '/x', $market), '200', 'token_scope_hosts default: an unmapped host admits a marketplace token');
-    is(answer(8083, 'unmapped.test', '/x', $content), '401 category', 'token_scope_hosts default: an unmapped host refuses a content token');
-    is(answer(8083, 'content.test', '/x', $content), '200', 'token_scope_hosts default: a mapped host keeps its own category');
-
-    $res = req(8084, 'unmapped.test', '/x');
-    is($res->{status}, 200, 'token_scope_hosts in report mode: an unmapped host passes');
-    is($res->{body}, "backend ok\n", 'token_scope_hosts in report mode: an unmapped host reaches the backend');
-    is($res->{headers}{'x-ts-decision'}, 'report', 'token_scope_hosts in report mode: $token_scope_decision is report for an unmapped host');
-    is($res->{headers}{'x-ts-reason'}, 'config', 'token_scope_hosts in report mode: $token_scope_reason is config for an unmapped host');
-    is(req(8084, 'content.test', '/x', $market)->{headers}{'x-ts-reason'}, 'category', 'token_scope_hosts in report mode: a mapped host keeps the reason category');
-}
+$res = req(8084, 'unmapped.test', '/x');
+is($res->{status}, 200, 'token_scope_hosts in report mode: an unmapped host passes');
+is($res->{body}, "backend ok\n", 'token_scope_hosts in report mode: an unmapped host reaches the backend');
+is($res->{headers}{'x-ts-decision'}, 'report', 'token_scope_hosts in report mode: $token_scope_decision is report for an unmapped host');
+is($res->{headers}{'x-ts-reason'}, 'config', 'token_scope_hosts in report mode: $token_scope_reason is config for an unmapped host');
+is(req(8084, 'content.test', '/x', $market)->{headers}{'x-ts-reason'}, 'category', 'token_scope_hosts in report mode: a mapped host keeps the reason category');
 
 $t->done_testing();

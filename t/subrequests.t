@@ -3,10 +3,11 @@
 # Subrequests: nginx skips the access phase for them, so the module must
 # decide them where they do run, with the main request's token.  An
 # auth_request location with token_scope is a working authorization
-# backend (empty_gif or proxy_pass as its content handler), an SSI include
-# of a protected location shows the protected content only to a good
-# token, and a mirror into a protected location never reaches its backend
-# with a refused token.
+# backend (empty_gif or proxy_pass as its content handler), and takes the
+# main request's facts rather than looking the token up again; an SSI
+# include of a protected location shows the protected content only to a
+# good token, and a mirror into a protected location never reaches its
+# backend with a refused token.
 
 use strict;
 use warnings;
@@ -29,6 +30,9 @@ http {
     %%TEST_GLOBALS_HTTP%%
 
     token_scope_key_file %%KEYS%%/e1.pem kid=e1;
+
+    # a cache to count how often a token is looked up
+    token_scope_cache zone=c:1m;
 
     log_format mirrored '$request';
 
@@ -65,6 +69,15 @@ http {
             token_scope marketplace;
             token_scope_deny_status 403;
             empty_gif;
+        }
+
+        # a protected location that asks /authz too: the subrequest takes
+        # the main request's facts, the token is looked up once
+
+        location /both/ {
+            token_scope marketplace;
+            auth_request /authz;
+            proxy_pass http://backend;
         }
 
         # auth_request with proxy_pass as the authorization answer
@@ -179,6 +192,14 @@ sub poll {
     return 1;
 }
 
+# the cache counter NAME of the status page
+
+sub cache_count {
+    my ($name) = @_;
+    my $body = $t->get('/status')->{body};
+    return $body =~ /^token_scope_cache_\Q$name\E (\d+)$/m ? $1 : -1;
+}
+
 sub deny_count {
     my ($reason) = @_;
     my $body = $t->get('/status')->{body};
@@ -230,6 +251,15 @@ is(get('/orders403/1', $market)->{status}, 200, 'auth_request with deny_status 4
 is(get('/orders403/2', $content)->{status}, 403, 'auth_request with deny_status 403 refuses a content token with 403');
 is(get('/orders403/3')->{status}, 401, 'auth_request with deny_status 403 still refuses a missing token with 401');
 is(get('/orders403/4', $expired)->{status}, 401, 'auth_request with deny_status 403 still refuses an expired token with 401');
+
+
+# a protected location with auth_request: the subrequest reuses the facts
+# the main request found, so a new token is verified and looked up once
+
+my ($hits, $misses) = (cache_count('hits_total'), cache_count('misses_total'));
+is(answer('/both/1', $t->mint('e1', '--categories', 'marketplace')), '200', 'a new marketplace token passes a protected location that also asks /authz');
+is(cache_count('misses_total') - $misses, 1, 'the new token through the location and its auth_request subrequest is one cache miss');
+is(cache_count('hits_total') - $hits, 0, 'and no cache hit: the subrequest reuses the main request\'s facts');
 
 
 # auth_request with proxy_pass
