@@ -166,6 +166,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         ts_fuzz_assert((op.required.names & ~declared) == 0);
         ts_fuzz_assert((op.required.categories & TS_READONLY_MASK) == 0);
+        ts_fuzz_assert(op.required.nany <= TS_ANY_MAX);
+
+        for (i = 0; i < op.required.nany; i++) {
+            ts_fuzz_assert((op.required.any[i].names & ~declared) == 0);
+            ts_fuzz_assert(op.required.any[i].categories
+                           || op.required.any[i].names);
+        }
+
+        ts_fuzz_assert(ts_required_format(&cats, &op.required, ',', err,
+                                          sizeof(err))
+                       < sizeof(err));
 
         op.write = (f[4].len == 5 && memcmp(f[4].data, "write", 5) == 0);
 
@@ -208,6 +219,7 @@ done:
 static void
 ts_fuzz_query(const ts_ops_t *ops, ts_fuzz_req_t *req, int must)
 {
+    unsigned char  *buf;
     const ts_op_t  *op;
 
     (void) ts_path_is_canonical(req->path.data, req->path.len);
@@ -216,6 +228,17 @@ ts_fuzz_query(const ts_ops_t *ops, ts_fuzz_req_t *req, int must)
 
     if (must) {
         ts_fuzz_assert(op != NULL);
+    }
+
+    /* what matches exactly matches without case too */
+    buf = malloc(req->method.len + req->path.len + 1);
+
+    if (buf != NULL) {
+        ts_fuzz_assert(op == NULL
+                       || ts_ops_match_nocase(ops, &req->method, &req->host,
+                                              &req->path, buf)
+                          != NULL);
+        free(buf);
     }
 
     if (op != NULL && memchr(req->method.data, '\0', req->method.len) == NULL)

@@ -217,11 +217,13 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
             return NGX_CONF_ERROR;
         }
 
-        if (personal_only.common || personal_only.names) {
+        if (personal_only.common || personal_only.names
+            || personal_only.nany)
+        {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "\"token_scope_personal_only\" takes "
-                               "categories with a bit, not \"common\" or "
-                               "scope names");
+                               "categories with a bit, not \"common\", "
+                               "scope names or alternatives");
             return NGX_CONF_ERROR;
         }
 
@@ -343,8 +345,10 @@ ngx_int_t
 ngx_http_token_scope_resolve(ngx_conf_t *cf, ngx_array_t *names,
     ts_required_t *req)
 {
+    ngx_int_t                          rc;
+    ts_str_t                           bad;
     ngx_uint_t                         i;
-    const ts_category_t               *c;
+    ts_required_t                      one;
     ngx_http_token_scope_name_t       *name;
     ngx_http_token_scope_main_conf_t  *tmcf;
 
@@ -353,25 +357,32 @@ ngx_http_token_scope_resolve(ngx_conf_t *cf, ngx_array_t *names,
     name = names->elts;
 
     for (i = 0; i < names->nelts; i++) {
-        c = ts_categories_find(&tmcf->categories,
-                               (const char *) name[i].name.data,
-                               name[i].name.len);
-        if (c == NULL) {
+
+        /* a name, or alternatives "content|advert" */
+        rc = ts_categories_parse(&tmcf->categories, name[i].name.data,
+                                 name[i].name.len, &one, &bad);
+
+        if (rc == -1 && bad.len) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "unknown token scope category or scope \"%V\" "
-                          "in %s:%ui", &name[i].name, name[i].file,
+                          "unknown token scope category or scope \"%*s\" "
+                          "in %s:%ui", bad.len, bad.data, name[i].file,
                           name[i].line);
             return NGX_ERROR;
         }
 
-        if (c->common) {
-            req->common = 1;
+        if (rc == -1) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "empty alternative in \"%V\" in %s:%ui",
+                          &name[i].name, name[i].file, name[i].line);
+            return NGX_ERROR;
+        }
 
-        } else if (c->named) {
-            req->names |= (uint64_t) 1 << c->bit;
-
-        } else {
-            req->categories |= (uint64_t) 1 << c->bit;
+        if (rc != 0 || ts_required_merge(req, &one) != 0) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "more than %d sets of alternatives at \"%V\" in "
+                          "%s:%ui", TS_ANY_MAX, &name[i].name, name[i].file,
+                          name[i].line);
+            return NGX_ERROR;
         }
     }
 

@@ -187,6 +187,12 @@ ngx_http_token_scope_rule(ngx_http_request_t *r,
             return TS_OPERATION;
         }
 
+        if (op != NULL && op->deny) {
+            ctx->op = op;
+            ctx->why = "the catalogue refuses this operation";
+            return TS_OPERATION;
+        }
+
         if (op != NULL) {
             rule->op = op;
             rule->required = op->required;
@@ -349,11 +355,18 @@ ngx_http_token_scope_required(ngx_http_request_t *r,
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
 
-    if (ts_categories_parse(&tmcf->categories, value.data, value.len,
-                            &rule->required, &bad)
-        == 0)
+    switch (ts_categories_parse(&tmcf->categories, value.data, value.len,
+                                &rule->required, &bad))
     {
+    case 0:
         return TS_OK;
+
+    case -2:
+        return ngx_http_token_scope_config(r, tlcf, ctx,
+                                           "too many alternatives", &value);
+
+    default:
+        break;
     }
 
     if (bad.len == 0) {

@@ -104,7 +104,7 @@ ngx_http_token_scope_operation(ngx_conf_t *cf, ngx_command_t *dummy,
 {
     ngx_http_token_scope_catalog_t *catalog = conf;
 
-    int                                type;
+    int                                rc, type;
     u_char                            *p, *last, *start;
     ts_op_t                            op;
     ts_str_t                           method, host, path, bad;
@@ -118,7 +118,8 @@ ngx_http_token_scope_operation(ngx_conf_t *cf, ngx_command_t *dummy,
     if (cf->args->nelts < 5 || cf->args->nelts > 7) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "an operation is \"METHOD HOST PATH SCOPES "
-                           "read|write [types=...] [public]\"");
+                           "read|write [types=...] [public]\", SCOPES "
+                           "\"deny\" for one no token may call");
         return NGX_CONF_ERROR;
     }
 
@@ -136,14 +137,28 @@ ngx_http_token_scope_operation(ngx_conf_t *cf, ngx_command_t *dummy,
 
     ngx_strlow(value[1].data, value[1].data, value[1].len);
 
-    if (ts_categories_parse(&tmcf->categories, value[3].data, value[3].len,
-                            &op.required, &bad)
-        != 0)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "unknown token scope category or scope \"%*s\"",
-                           bad.len, bad.data);
-        return NGX_CONF_ERROR;
+    /* "deny": an operation the catalogue names but no token may call */
+    if (ngx_strcmp(value[3].data, "deny") == 0) {
+        op.deny = 1;
+
+    } else {
+        rc = ts_categories_parse(&tmcf->categories, value[3].data,
+                                 value[3].len, &op.required, &bad);
+
+        if (rc == -2) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "more than %d sets of alternatives in \"%V\"",
+                               TS_ANY_MAX, &value[3]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (rc != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "unknown token scope category or scope "
+                               "\"%*s\" in \"%V\"", bad.len, bad.data,
+                               &value[3]);
+            return NGX_CONF_ERROR;
+        }
     }
 
     if (ngx_strcmp(value[4].data, "write") == 0) {

@@ -535,9 +535,8 @@ ngx_http_token_scope_missing(ngx_http_request_t *r,
         return s;
     }
 
-    s.len = ts_categories_format(&tmcf->categories, ctx->missing.categories,
-                                 ctx->missing.names, sep, (char *) s.data,
-                                 size);
+    s.len = ts_required_format(&tmcf->categories, &ctx->missing, sep,
+                               (char *) s.data, size);
 
     return s;
 }
@@ -555,7 +554,7 @@ ngx_http_token_scope_origin(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t   *tlcf;
     ngx_http_token_scope_main_conf_t  *tmcf;
 
-    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_token_scope_module);
+    tlcf = ctx->conf;
 
     if (tlcf->origin.len) {
         return tlcf->origin;
@@ -563,13 +562,14 @@ ngx_http_token_scope_origin(ngx_http_request_t *r,
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
 
-    name = "common";
+    name = NULL;
 
-    for (bit = 0; bit < 64; bit++) {
-        if (ctx->required.categories & ((uint64_t) 1 << bit)) {
-            name = ts_categories_name(&tmcf->categories, bit);
-            break;
-        }
+    if (ts_required_first(&ctx->required, &bit) == 0) {
+        name = ts_categories_name(&tmcf->categories, bit);
+    }
+
+    if (name == NULL) {
+        name = "common";
     }
 
     origin.len = sizeof(NGX_HTTP_TOKEN_SCOPE_ORIGIN) - 1 + ngx_strlen(name);
@@ -724,7 +724,9 @@ ngx_http_token_scope_www_authenticate(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (ctx->missing.categories == 0 && ctx->missing.names == 0) {
+    if (ctx->missing.categories == 0 && ctx->missing.names == 0
+        && ctx->missing.nany == 0)
+    {
         ngx_str_set(&h->value, "Bearer error=\"insufficient_scope\"");
         return NGX_OK;
     }
@@ -761,6 +763,7 @@ ngx_http_token_scope_format_required(ngx_http_request_t *r,
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
 
+    /* enough for every name once; a longer list is cut at a name */
     size = 128 * (TS_CATEGORY_NAME_MAX + 1) + sizeof("common");
 
     s = ngx_palloc(r->pool, sizeof(ngx_str_t) + size);
@@ -769,14 +772,8 @@ ngx_http_token_scope_format_required(ngx_http_request_t *r,
     }
 
     s->data = (u_char *) (s + 1);
-    s->len = ts_categories_format(&tmcf->categories,
-                                  ctx->required.categories,
-                                  ctx->required.names, ',',
-                                  (char *) s->data, size);
-
-    if (ctx->required.common && s->len == 0) {
-        s->len = ngx_sprintf(s->data, "common") - s->data;
-    }
+    s->len = ts_required_format(&tmcf->categories, &ctx->required, ',',
+                                (char *) s->data, size);
 
     return s;
 }

@@ -89,6 +89,7 @@ ngx_http_token_scope_count(ngx_http_request_t *r,
 {
     uint64_t                           mask;
     unsigned                           bit;
+    ngx_uint_t                         i;
     ngx_http_token_scope_counters_t   *counters;
     ngx_http_token_scope_main_conf_t  *tmcf;
 
@@ -100,8 +101,14 @@ ngx_http_token_scope_count(ngx_http_request_t *r,
                             [ctx->reason],
         1);
 
+    mask = ctx->required.categories;
+
+    for (i = 0; i < ctx->required.nany; i++) {
+        mask |= ctx->required.any[i].categories;
+    }
+
     /* a request needs one category or two: stop after the highest */
-    for (bit = 0, mask = ctx->required.categories; mask; bit++, mask >>= 1) {
+    for (bit = 0; mask; bit++, mask >>= 1) {
         if (mask & 1) {
             ngx_atomic_fetch_add(&counters->categories[bit], 1);
         }

@@ -179,10 +179,20 @@ typedef struct {
 } ts_categories_t;
 
 
+/* "content|advert": names of which any one will do */
+typedef struct {
+    uint64_t                categories;
+    uint64_t                names;
+} ts_any_t;
+
+#define TS_ANY_MAX            8
+
 /* what a request needs, or what a token lacks */
 typedef struct {
-    uint64_t                categories;  /* bits of "s" */
-    uint64_t                names;       /* named scopes */
+    uint64_t                categories;  /* bits of "s", each one needed */
+    uint64_t                names;       /* named scopes, each one needed */
+    ts_any_t                any[TS_ANY_MAX];  /* one of each needed */
+    unsigned                nany;
     unsigned                common:1;    /* any valid token will do */
 } ts_required_t;
 
@@ -263,6 +273,7 @@ typedef struct {
     unsigned                types;
     unsigned                write:1;
     unsigned                public:1;    /* public tokens may call it */
+    unsigned                deny:1;      /* no token may call it */
     char                   *name;        /* "METHOD host/path-template" */
     size_t                  name_len;
 } ts_op_t;
@@ -300,6 +311,10 @@ int ts_categories_add_name(ts_categories_t *cats, const char *name,
 int ts_categories_digest(const ts_categories_t *cats, unsigned char *out);
 int ts_categories_parse(const ts_categories_t *cats,
     const unsigned char *list, size_t len, ts_required_t *req, ts_str_t *bad);
+int ts_required_merge(ts_required_t *dst, const ts_required_t *src);
+size_t ts_required_format(const ts_categories_t *cats,
+    const ts_required_t *req, char sep, char *buf, size_t size);
+int ts_required_first(const ts_required_t *req, unsigned *bit);
 void ts_categories_grant(const ts_categories_t *cats,
     const unsigned char *list, size_t len, uint64_t *categories,
     uint64_t *names);

@@ -23,6 +23,7 @@ typedef struct {
 
 static const char *ts_categories_bit_name(const ts_categories_t *cats,
     unsigned bit, unsigned named);
+static int ts_categories_reserved(const char *name, size_t len);
 static size_t ts_list_next(const unsigned char *list, size_t len,
     size_t *pos, size_t *start);
 
@@ -98,6 +99,12 @@ ts_categories_add(ts_categories_t *cats, const char *name, size_t len,
         }
     }
 
+    if (ts_categories_reserved(name, len)) {
+        snprintf(err, errlen, "\"%.*s\" is a keyword, not a name",
+                 (int) len, name);
+        return -1;
+    }
+
     if (bit > TS_CATEGORY_BIT_MAX || bit == TS_READONLY_BIT) {
         snprintf(err, errlen, "a category bit is 0 to %d except %d, the "
                  "read-only flag", TS_CATEGORY_BIT_MAX, TS_READONLY_BIT);
@@ -131,6 +138,16 @@ ts_categories_add(ts_categories_t *cats, const char *name, size_t len,
 
 
 /* a named scope ("read_catalog") gets the next bit of the names mask */
+
+/* "off" (token_scope off) and "deny" (a catalogue's refusal) are words */
+
+static int
+ts_categories_reserved(const char *name, size_t len)
+{
+    return (len == 3 && memcmp(name, "off", 3) == 0)
+           || (len == 4 && memcmp(name, "deny", 4) == 0);
+}
+
 
 /*
  * A digest of what every name means (its bit, and whether it is an alias,
@@ -187,6 +204,12 @@ ts_categories_add_name(ts_categories_t *cats, const char *name, size_t len,
         }
     }
 
+    if (ts_categories_reserved(name, len)) {
+        snprintf(err, errlen, "\"%.*s\" is a keyword, not a name",
+                 (int) len, name);
+        return -1;
+    }
+
     c = (ts_category_t *) ts_categories_find(cats, name, len);
 
     if (c != NULL) {
@@ -238,16 +261,22 @@ ts_categories_find(const ts_categories_t *cats, const char *name, size_t len)
 
 
 /*
- * A list of category and scope names, separated by spaces or commas, into
- * what a request needs; on an unknown name, -1 and bad points to it.
+ * A list of names separated by spaces or commas, each one needed; an item
+ * "a|b" is satisfied by either name, and by any valid token if one of them
+ * is "all" or "common".  -1: an unknown name, in bad (an empty list: bad
+ * has no length); -2: more than TS_ANY_MAX items of alternatives, the
+ * first one too many in bad.
  */
 
 int
 ts_categories_parse(const ts_categories_t *cats, const unsigned char *list,
     size_t len, ts_required_t *req, ts_str_t *bad)
 {
-    size_t                pos, start, n, count;
-    const ts_category_t  *c;
+    size_t                 pos, start, n, count;
+    unsigned               common;
+    ts_any_t               any;
+    const unsigned char   *p, *end, *bar;
+    const ts_category_t   *c;
 
     memset(req, 0, sizeof(ts_required_t));
     pos = 0;
@@ -256,21 +285,57 @@ ts_categories_parse(const ts_categories_t *cats, const unsigned char *list,
     while ((n = ts_list_next(list, len, &pos, &start)) != 0) {
         count++;
 
-        c = ts_categories_find(cats, (const char *) list + start, n);
-        if (c == NULL) {
-            bad->data = (unsigned char *) list + start;
-            bad->len = n;
-            return -1;
+        memset(&any, 0, sizeof(ts_any_t));
+        common = 0;
+
+        p = list + start;
+        end = p + n;
+
+        /* each alternative of the item in turn, every one checked */
+        for ( ;; ) {
+            bar = memchr(p, '|', end - p);
+            if (bar == NULL) {
+                bar = end;
+            }
+
+            c = ts_categories_find(cats, (const char *) p, bar - p);
+            if (c == NULL) {
+                bad->data = (unsigned char *) p;
+                bad->len = bar - p;
+                return -1;
+            }
+
+            if (c->common) {
+                common = 1;
+
+            } else if (c->named) {
+                any.names |= (uint64_t) 1 << c->bit;
+
+            } else {
+                any.categories |= (uint64_t) 1 << c->bit;
+            }
+
+            if (bar == end) {
+                break;
+            }
+
+            p = bar + 1;
         }
 
-        if (c->common) {
+        if (common) {
             req->common = 1;
 
-        } else if (c->named) {
-            req->names |= (uint64_t) 1 << c->bit;
+        } else if (memchr(list + start, '|', n) == NULL) {
+            req->categories |= any.categories;
+            req->names |= any.names;
+
+        } else if (req->nany == TS_ANY_MAX) {
+            bad->data = (unsigned char *) list + start;
+            bad->len = n;
+            return -2;
 
         } else {
-            req->categories |= (uint64_t) 1 << c->bit;
+            req->any[req->nany++] = any;
         }
     }
 
@@ -278,6 +343,90 @@ ts_categories_parse(const ts_categories_t *cats, const unsigned char *list,
         bad->data = (unsigned char *) list;
         bad->len = 0;
         return -1;
+    }
+
+    return 0;
+}
+
+
+/* the requirements of both: -1 if their alternatives do not fit */
+
+int
+ts_required_merge(ts_required_t *dst, const ts_required_t *src)
+{
+    if (dst->nany + src->nany > TS_ANY_MAX) {
+        return -1;
+    }
+
+    dst->categories |= src->categories;
+    dst->names |= src->names;
+    memcpy(&dst->any[dst->nany], src->any, src->nany * sizeof(ts_any_t));
+    dst->nany += src->nany;
+    dst->common |= src->common;
+
+    return 0;
+}
+
+
+/*
+ * The names a requirement needs: those needed each, then each set of
+ * alternatives as "a|b", sep between; "common" if any valid token will do
+ */
+
+size_t
+ts_required_format(const ts_categories_t *cats, const ts_required_t *req,
+    char sep, char *buf, size_t size)
+{
+    size_t  len, n, i;
+
+    len = ts_categories_format(cats, req->categories, req->names, sep, buf,
+                               size);
+
+    for (i = 0; i < req->nany; i++) {
+        if (len && len + 1 < size) {
+            buf[len++] = sep;
+        }
+
+        n = ts_categories_format(cats, req->any[i].categories,
+                                 req->any[i].names, '|', buf + len,
+                                 size - len);
+        len += n;
+    }
+
+    if (len == 0 && req->common && size > sizeof("common") - 1) {
+        memcpy(buf, "common", sizeof("common") - 1);
+        len = sizeof("common") - 1;
+    }
+
+    /* a set cut short at the end of buf leaves no separator behind */
+    while (len && (buf[len - 1] == sep || buf[len - 1] == '|')) {
+        len--;
+    }
+
+    return len;
+}
+
+
+/* the first category bit a requirement names, for the answer's origin */
+
+int
+ts_required_first(const ts_required_t *req, unsigned *bit)
+{
+    size_t    i;
+    uint64_t  mask;
+
+    mask = req->categories;
+
+    for (i = 0; mask == 0 && i < req->nany; i++) {
+        mask = req->any[i].categories;
+    }
+
+    if (mask == 0) {
+        return -1;
+    }
+
+    for (*bit = 0; !(mask & ((uint64_t) 1 << *bit)); (*bit)++) {
+        /* void */
     }
 
     return 0;
@@ -431,7 +580,10 @@ ts_reason_e
 ts_decide(const ts_policy_t *policy, const ts_token_t *tok,
     ts_required_t *missing)
 {
-    uint64_t  scope;
+    size_t           i;
+    uint64_t         scope;
+    unsigned         category;
+    const ts_any_t  *any;
 
     memset(missing, 0, sizeof(ts_required_t));
 
@@ -485,12 +637,22 @@ ts_decide(const ts_policy_t *policy, const ts_token_t *tok,
 
     missing->categories = policy->required.categories & ~scope;
     missing->names = policy->required.names & ~tok->names;
+    category = (missing->categories != 0);
 
-    if (missing->categories) {
+    for (i = 0; i < policy->required.nany; i++) {
+        any = &policy->required.any[i];
+
+        if (!(any->categories & scope) && !(any->names & tok->names)) {
+            missing->any[missing->nany++] = *any;
+            category |= (any->categories != 0);
+        }
+    }
+
+    if (category) {
         return TS_CATEGORY;
     }
 
-    if (missing->names) {
+    if (missing->names || missing->nany) {
         return TS_SCOPE;
     }
 

@@ -104,6 +104,15 @@ is($rc, 0, 'every directive with a good value passes nginx -t') or diag($out);
 isnt($rc, 0, 'an unknown category fails nginx -t');
 like($out, qr/\[emerg\].*unknown token scope category or scope "nosuchcategory"/, 'the message names the unknown category');
 
+($rc, $out) = check("token_scope content|markteplace;\n"
+                    . "token_scope_key_file %%KEYS%%/e1.pem kid=e1;");
+isnt($rc, 0, 'an unknown alternative fails nginx -t');
+like($out, qr/\[emerg\].*unknown token scope category or scope "markteplace" in \S+:\d+/, 'the message names the unknown alternative and its place');
+
+($rc, $out) = check("token_scope content|;\n"
+                    . "token_scope_key_file %%KEYS%%/e1.pem kid=e1;");
+like($out, qr/\[emerg\].*empty alternative in "content\|"/, 'an empty alternative fails nginx -t and is named');
+
 ($rc, $out) = check("token_scope Marketplace;\n"
                     . "token_scope_key_file %%KEYS%%/e1.pem kid=e1;");
 isnt($rc, 0, 'a category name in the wrong case fails nginx -t');
@@ -133,6 +142,9 @@ is($rc, 0, 'token_scope_category accepts bit 0') or diag($out);
 ($rc, $out) = check($ok_location, 'token_scope_category wbnew 30;');
 isnt($rc, 0, 'token_scope_category refuses bit 30, the read-only flag');
 like($out, qr/\[emerg\].*30/, 'the message names bit 30');
+
+($rc, $out) = check($ok_location, 'token_scope_category deny 20;');
+like($out, qr/\[emerg\].*"deny" is a keyword, not a name/, 'token_scope_category refuses deny, the catalogue\'s refusal');
 
 ($rc, $out) = check($ok_location, 'token_scope_category wbnew 64;');
 isnt($rc, 0, 'token_scope_category refuses bit 64');

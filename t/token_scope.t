@@ -31,6 +31,7 @@ http {
     map $host $ts_required {
         default              marketplace;
         content-api.test     content;
+        either-api.test      "content|advert";
         spaces-api.test      "content statistics";
         commas-api.test      "content,statistics";
         common-api.test      common;
@@ -74,6 +75,22 @@ http {
 
         location /commonapi {
             token_scope commonapi;
+            proxy_pass http://backend;
+        }
+
+        location /either {
+            token_scope content|advert;
+            add_header X-TS-Required $token_scope_required always;
+            proxy_pass http://backend;
+        }
+
+        location /either-and {
+            token_scope content|promotion marketplace;
+            proxy_pass http://backend;
+        }
+
+        location /either-all {
+            token_scope all|content;
             proxy_pass http://backend;
         }
 
@@ -201,6 +218,27 @@ is(answer('/all', $expired), '401 expired', '"all" still needs a valid token');
 is(answer('/common', $none), '200', '"common" lets a token without categories pass');
 is(answer('/common'), '401 missing', '"common" still needs a token');
 is(answer('/commonapi', $none), '200', '"commonapi" lets a token without categories pass');
+
+
+# alternatives: any one of them
+
+my $advert = $t->mint('e1', '--categories', 'advert');
+my $content_market = $t->mint('e1', '--categories', 'content,marketplace');
+
+is(answer('/either', $content), '200', 'content|advert admits a content token');
+is(answer('/either', $advert), '200', 'content|advert admits an advert token');
+is(answer('/either', $market), '401 category', 'content|advert refuses a token with neither');
+my $either = get('/either', $market);
+is($either->{json}{detail}, 'token scope not allowed; the token lacks the content|advert category', 'the refusal names the alternatives as written');
+like($either->{headers}{'www-authenticate'}, qr/scope="content\|advert"/, 'WWW-Authenticate names the alternatives as one scope');
+is($either->{headers}{'x-ts-required'}, 'content|advert', '$token_scope_required names the alternatives');
+is($either->{json}{origin}, 's2s-api-auth-content', 'the origin names the first alternative');
+is(answer('/either-and', $content_market), '200', 'alternatives and a category besides: a token with one of them and the other passes');
+is(answer('/either-and', $content), '401 category', 'alternatives and a category besides: the other category is still needed');
+is(answer('/either-and', $market), '401 category', 'alternatives and a category besides: one of the alternatives is still needed');
+is(answer('/either-all', $none), '200', 'all among alternatives admits any valid token');
+is(answer('/byhost', $advert, Host => 'either-api.test'), '200', 'alternatives in a variable admit either category');
+is(answer('/byhost', $market, Host => 'either-api.test'), '401 category', 'alternatives in a variable refuse a token with neither');
 
 is(answer('/custom', $wbnew), '200', 'a category added with token_scope_category is granted by its bit');
 is(answer('/custom', $market), '401 category', 'a category added with token_scope_category is enforced');

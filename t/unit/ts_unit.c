@@ -895,6 +895,127 @@ test_decide(void)
 }
 
 
+/* "content|advert": any one of the alternatives is enough */
+
+static void
+test_any_of(void)
+{
+    char             buf[256], err[256];
+    size_t           n;
+    unsigned         bit;
+    ts_str_t         bad;
+    ts_token_t       tok;
+    ts_policy_t      policy;
+    ts_required_t    req, more, missing;
+    ts_categories_t  cats;
+
+    names_init(&cats);
+
+    ok(ts_categories_parse(&cats, (unsigned char *) "content|advert", 14,
+                           &req, &bad) == 0
+       && req.categories == 0 && req.nany == 1
+       && req.any[0].categories == ((1 << 1) | (1 << 6)) && !req.common,
+       "alternatives parse into one set of which any will do");
+
+    ok(ts_categories_parse(&cats,
+                           (unsigned char *) "content|promotion,marketplace",
+                           29, &req, &bad) == 0
+       && req.categories == 1 << 4 && req.nany == 1
+       && req.any[0].categories == ((1 << 1) | (1 << 6)),
+       "alternatives and a name needed besides them parse apart");
+
+    ok(ts_categories_parse(&cats, (unsigned char *) "all|content", 11, &req,
+                           &bad) == 0
+       && req.common && req.nany == 0 && req.categories == 0,
+       "all among alternatives means any valid token");
+
+    ok(ts_categories_parse(&cats, (unsigned char *) "all|contnet", 11, &req,
+                           &bad) == -1
+       && bad.len == 7 && memcmp(bad.data, "contnet", 7) == 0,
+       "every alternative is checked, after all too");
+
+    ok(ts_categories_parse(&cats, (unsigned char *) "content|", 8, &req,
+                           &bad) == -1 && bad.len == 0,
+       "an empty alternative is refused");
+
+    ok(ts_categories_parse(&cats, (unsigned char *) "read_catalog|content",
+                           20, &req, &bad) == 0
+       && req.nany == 1 && req.any[0].names == 1
+       && req.any[0].categories == 1 << 1,
+       "a scope name may be an alternative to a category");
+
+    ok(ts_categories_parse(&cats, (unsigned char *)
+                           "a|b c|d e|f g|h i|j k|l m|n o|p q|r", 35, &req,
+                           &bad) == -1,
+       "unknown alternatives are refused before their number");
+
+    ok(ts_categories_parse(&cats, (unsigned char *)
+                           "content|advert content|advert content|advert "
+                           "content|advert content|advert content|advert "
+                           "content|advert content|advert content|advert",
+                           134, &req, &bad) == -2
+       && bad.len == 14,
+       "more sets of alternatives than fit are refused");
+
+    (void) ts_categories_parse(&cats, (unsigned char *) "content|advert", 14,
+                               &req, &bad);
+    (void) ts_categories_parse(&cats, (unsigned char *) "marketplace "
+                               "statistics|read_catalog", 35, &more, &bad);
+    ok(ts_required_merge(&req, &more) == 0 && req.nany == 2
+       && req.categories == 1 << 4,
+       "two requirements merge");
+
+    n = ts_required_format(&cats, &req, ',', buf, sizeof(buf));
+    ok(n == strlen("marketplace,content|advert,statistics|read_catalog")
+       && memcmp(buf, "marketplace,content|advert,statistics|read_catalog",
+                 n) == 0,
+       "a requirement formats its alternatives with a bar");
+
+    ok(ts_required_first(&req, &bit) == 0 && bit == 4,
+       "the first category is one needed in any case");
+
+    memset(&req, 0, sizeof(req));
+    req.common = 1;
+    n = ts_required_format(&cats, &req, ',', buf, sizeof(buf));
+    ok(n == 6 && memcmp(buf, "common", 6) == 0 && ts_required_first(&req,
+                                                                 &bit) != 0,
+       "a requirement of any valid token formats as common");
+
+    (void) ts_categories_parse(&cats, (unsigned char *) "content|advert", 14,
+                               &req, &bad);
+
+    memset(&tok, 0, sizeof(tok));
+    memset(&policy, 0, sizeof(policy));
+    tok.type = TS_TYPE_BASE;
+    policy.legacy = 1;
+    policy.required = req;
+
+    tok.scope = 1 << 1;
+    ok(ts_decide(&policy, &tok, &missing) == TS_OK,
+       "a Content token may call a Content or Promotion method");
+
+    tok.scope = 1 << 6;
+    ok(ts_decide(&policy, &tok, &missing) == TS_OK,
+       "so may a Promotion token");
+
+    tok.scope = 1 << 4;
+    ok(ts_decide(&policy, &tok, &missing) == TS_CATEGORY
+       && missing.nany == 1 && missing.categories == 0
+       && missing.any[0].categories == ((1 << 1) | (1 << 6)),
+       "a token with neither lacks the set of alternatives");
+
+    policy.required.categories = 1 << 5;
+    tok.scope = 1 << 1;
+    ok(ts_decide(&policy, &tok, &missing) == TS_CATEGORY
+       && missing.categories == 1 << 5 && missing.nany == 0,
+       "a name needed besides the alternatives is still needed");
+
+    ok(ts_categories_add(&cats, "deny", 4, 20, err, sizeof(err)) != 0
+       && ts_categories_add_name(&cats, "off", 3, err, sizeof(err)) != 0,
+       "deny and off are keywords, not names");
+}
+
+
 static void
 test_decide_scopes(void)
 {
@@ -1573,6 +1694,7 @@ main(void)
     test_names();
     test_scope_claims();
     test_decide();
+    test_any_of();
     test_decide_scopes();
     test_ops();
     test_types();
