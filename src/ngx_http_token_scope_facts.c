@@ -205,11 +205,12 @@ ngx_http_token_scope_get_token(ngx_http_request_t *r, ngx_str_t *token)
     p = r->headers_in.authorization->value.data;
     last = p + r->headers_in.authorization->value.len;
 
-    if (last - p >= (ssize_t) sizeof("Bearer ") - 1
-        && ngx_strncasecmp(p, (u_char *) "Bearer ", sizeof("Bearer ") - 1)
-           == 0)
+    /* "Bearer " comes as "Bearer": nginx drops a header's trailing spaces */
+    if (last - p >= (ssize_t) sizeof("Bearer") - 1
+        && ngx_strncasecmp(p, (u_char *) "Bearer", sizeof("Bearer") - 1) == 0
+        && (last - p == sizeof("Bearer") - 1 || p[sizeof("Bearer") - 1] == ' '))
     {
-        p += sizeof("Bearer ") - 1;
+        p += sizeof("Bearer") - 1;
     }
 
     while (p < last && *p == ' ') {
