@@ -557,9 +557,17 @@ ngx_http_token_scope_cache_put(ngx_http_request_t *r, ts_token_t *tok,
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    if (ngx_http_token_scope_cache_find(sh, digest) != NULL) {
-        ngx_shmtx_unlock(&shpool->mutex);
-        return;
+    node = ngx_http_token_scope_cache_find(sh, digest);
+
+    if (node != NULL) {
+        if (node->expires > ngx_time()) {
+            /* another worker stored it meanwhile */
+            ngx_shmtx_unlock(&shpool->mutex);
+            return;
+        }
+
+        /* an expired entry stays until evicted: it makes way for this one */
+        ngx_http_token_scope_cache_delete(ccf, node);
     }
 
     ngx_http_token_scope_cache_expire(ccf, &sh->unknown, 1);

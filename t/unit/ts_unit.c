@@ -1499,23 +1499,164 @@ test_ecdsa_shapes(void)
 }
 
 
+/*
+ * SHA-256 against known answers, not against itself: the test vectors of
+ * FIPS 180-2 / RFC 6234, and, where the input is the tests' own, a digest
+ * computed here with OpenSSL's one-shot EVP_Digest() over the concatenated
+ * bytes, apart from the fetched digest and context that ts_secret.c keeps.
+ */
+
+static const char  sha256_abc[] =
+    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+static const char  sha256_empty[] =
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+static const char  sha256_448[] =
+    "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1";
+static const char  sha256_896[] =
+    "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1";
+static const char  sha256_million[] =
+    "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0";
+
+static const char  msg_448[] =
+    "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+static const char  msg_896[] =
+    "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmn"
+    "hijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu";
+
+
+static int
+digest_is(const unsigned char *digest, const char *hex)
+{
+    char    buf[2 * TS_SHA256_LEN + 1];
+    size_t  i;
+
+    for (i = 0; i < TS_SHA256_LEN; i++) {
+        sprintf(buf + 2 * i, "%02x", digest[i]);
+    }
+
+    return strcmp(buf, hex) == 0;
+}
+
+
+/* SHA-256 of a || b by OpenSSL's one-shot call */
+
+static void
+reference_sha256(const unsigned char *a, size_t alen, const unsigned char *b,
+    size_t blen, unsigned char *out)
+{
+    unsigned char  *buf;
+
+    buf = malloc(alen + blen + 1);
+
+    if (buf == NULL) {
+        fprintf(stderr, "no memory\n");
+        exit(2);
+    }
+
+    if (alen) {
+        memcpy(buf, a, alen);
+    }
+
+    if (blen) {
+        memcpy(buf + alen, b, blen);
+    }
+
+    if (EVP_Digest(buf, alen + blen, out, NULL, EVP_sha256(), NULL) != 1) {
+        fprintf(stderr, "reference SHA-256 failed\n");
+        exit(2);
+    }
+
+    free(buf);
+}
+
+
 static void
 test_sha256_recent(void)
 {
-    int            i, same;
+    int            i, same, split;
     char           kind;
-    size_t         n;
+    size_t         n, pos[3];
     uint64_t       key;
     unsigned char  salt[TS_SHA256_LEN], salt2[TS_SHA256_LEN];
-    unsigned char  want[TS_SHA256_LEN], got[TS_SHA256_LEN];
+    unsigned char  want[TS_SHA256_LEN], want2[TS_SHA256_LEN];
+    unsigned char  got[TS_SHA256_LEN], got2[TS_SHA256_LEN];
+    unsigned char *million;
     static unsigned char  token[TS_RECENT_MAX_LEN + 2];
+    static unsigned char  other[TS_RECENT_MAX_LEN + 2];
+
+    /* ts_sha256: the vectors */
+
+    ok(ts_sha256((unsigned char *) "abc", 3, got) == 0
+       && digest_is(got, sha256_abc),
+       "SHA-256 of \"abc\" is ba7816bf...");
+    ok(ts_sha256((unsigned char *) "", 0, got) == 0
+       && digest_is(got, sha256_empty),
+       "SHA-256 of the empty string is e3b0c442...");
+    ok(ts_sha256((unsigned char *) msg_448, 56, got) == 0
+       && digest_is(got, sha256_448),
+       "SHA-256 of the 448-bit message is 248d6a61...");
+    ok(ts_sha256((unsigned char *) msg_896, 112, got) == 0
+       && digest_is(got, sha256_896),
+       "SHA-256 of the 896-bit message is cf5b16a7...");
+
+    million = malloc(1000000);
+
+    if (million == NULL) {
+        fprintf(stderr, "no memory\n");
+        exit(2);
+    }
+
+    memset(million, 'a', 1000000);
+    ok(ts_sha256(million, 1000000, got) == 0
+       && digest_is(got, sha256_million),
+       "SHA-256 of a million \"a\" is cdc76e5c...");
+    free(million);
+
+    /* ts_sha256_pair: a || b, wherever the message is cut */
+
+    same = 1;
+
+    for (split = 0; split <= 56; split++) {
+        same &= ts_sha256_pair((unsigned char *) msg_448, split,
+                               (unsigned char *) msg_448 + split, 56 - split,
+                               got) == 0
+                && digest_is(got, sha256_448);
+    }
+
+    ok(same, "the SHA-256 of a pair is that of the concatenation at every "
+       "cut of the 448-bit message");
+    ok(ts_sha256_pair((unsigned char *) "ab", 2, (unsigned char *) "c", 1,
+                      got) == 0
+       && digest_is(got, sha256_abc),
+       "the SHA-256 of \"ab\" and \"c\" is that of \"abc\"");
+
+    /* ts_sha256_recent: SHA-256 of salt || data */
+
+    ok(ts_sha256_recent((unsigned char *) "ab", 2, (unsigned char *) "c", 1,
+                        got) == 0
+       && digest_is(got, sha256_abc),
+       "the recent digest of salt \"ab\" and data \"c\" is the SHA-256 of "
+       "\"abc\"");
+    ok(ts_sha256_recent((unsigned char *) "ab", 2, (unsigned char *) "c", 1,
+                        got) == 0
+       && digest_is(got, sha256_abc),
+       "and so it is again from its slot");
+    ok(ts_sha256_recent(NULL, 0, (unsigned char *) msg_448, 56, got) == 0
+       && digest_is(got, sha256_448),
+       "without a salt the recent digest is the data's own SHA-256");
+    ok(ts_sha256_recent(NULL, 0, (unsigned char *) msg_448, 56, got) == 0
+       && digest_is(got, sha256_448),
+       "and so it is again from its slot");
 
     memset(salt, 's', sizeof(salt));
     memset(salt2, 't', sizeof(salt2));
-    memset(token, 'a', sizeof(token));
-    n = 365;
 
-    ts_sha256_pair(salt, TS_SHA256_LEN, token, n, want);
+    for (i = 0; i < (int) sizeof(token); i++) {
+        token[i] = (unsigned char) ('A' + i % 26);
+    }
+
+    n = 365;
+    reference_sha256(salt, TS_SHA256_LEN, token, n, want);
 
     same = 1;
 
@@ -1524,54 +1665,87 @@ test_sha256_recent(void)
                 && memcmp(got, want, TS_SHA256_LEN) == 0;
     }
 
-    ok(same, "a remembered token keeps its digest");
+    ok(same, "a token hashed with a 32-byte salt gets the reference digest, "
+       "and the same digest each time its slot is reused");
 
-    ts_sha256_recent(salt2, TS_SHA256_LEN, token, n, got);
-    ts_sha256_pair(salt2, TS_SHA256_LEN, token, n, want);
-    ok(memcmp(got, want, TS_SHA256_LEN) == 0,
-       "the same token under another salt gets its own digest");
+    reference_sha256(salt2, TS_SHA256_LEN, token, n, want2);
+    ok(ts_sha256_recent(salt2, TS_SHA256_LEN, token, n, got) == 0
+       && memcmp(got, want2, TS_SHA256_LEN) == 0
+       && memcmp(want2, want, TS_SHA256_LEN) != 0,
+       "the same token under another salt gets that salt's reference digest");
+    ok(ts_sha256_recent(salt, TS_SHA256_LEN, token, n, got) == 0
+       && memcmp(got, want, TS_SHA256_LEN) == 0,
+       "and under the first salt again its first digest");
 
-    ts_sha256_recent(NULL, 0, token, n, got);
-    ts_sha256(token, n, want);
-    ok(memcmp(got, want, TS_SHA256_LEN) == 0,
-       "without a salt it is the token's own SHA-256");
+    /*
+     * another token of the same length and last 8 bytes (so of the same
+     * slot), differing in one byte: first, in the middle, just before the
+     * last 8; the two take the slot in turn
+     */
 
-    /* same length, same last bytes, same slot: only the first byte differs */
-    token[0] = 'b';
-    ts_sha256_recent(salt, TS_SHA256_LEN, token, n, got);
-    ts_sha256_pair(salt, TS_SHA256_LEN, token, n, want);
-    ok(memcmp(got, want, TS_SHA256_LEN) == 0,
-       "a token differing from its slot's in one early byte is hashed");
+    pos[0] = 0;
+    pos[1] = 200;
+    pos[2] = n - 9;
 
-    token[0] = 'a';
-    ts_sha256_recent(salt, TS_SHA256_LEN, token, n - 1, got);
-    ts_sha256_pair(salt, TS_SHA256_LEN, token, n - 1, want);
-    ok(memcmp(got, want, TS_SHA256_LEN) == 0, "a shorter token is hashed");
+    for (i = 0; i < 3; i++) {
+        memcpy(other, token, n);
+        other[pos[i]] ^= 0x20;
+
+        reference_sha256(salt, TS_SHA256_LEN, other, n, want2);
+
+        same = memcmp(want, want2, TS_SHA256_LEN) != 0;
+
+        for (split = 0; split < 2; split++) {
+            same &= ts_sha256_recent(salt, TS_SHA256_LEN, token, n, got) == 0
+                    && ts_sha256_recent(salt, TS_SHA256_LEN, other, n, got2)
+                       == 0
+                    && memcmp(got, want, TS_SHA256_LEN) == 0
+                    && memcmp(got2, want2, TS_SHA256_LEN) == 0;
+        }
+
+        ok(same, i == 0 ? "a token of the same slot differing in its first "
+                          "byte gets its own reference digest, and the first "
+                          "token keeps its own"
+               : i == 1 ? "so does one differing in a middle byte"
+               : "so does one differing just before the last 8 bytes");
+    }
+
+    reference_sha256(salt, TS_SHA256_LEN, token, n - 1, want2);
+    ok(ts_sha256_recent(salt, TS_SHA256_LEN, token, n - 1, got) == 0
+       && memcmp(got, want2, TS_SHA256_LEN) == 0,
+       "a token one byte shorter gets its own reference digest");
+
+    reference_sha256(salt, TS_SHA256_LEN, token, sizeof(token), want2);
 
     same = 1;
 
     for (i = 0; i < 2; i++) {
-        ts_sha256_recent(salt, TS_SHA256_LEN, token, sizeof(token), got);
-        ts_sha256_pair(salt, TS_SHA256_LEN, token, sizeof(token), want);
-        same &= memcmp(got, want, TS_SHA256_LEN) == 0;
+        same &= ts_sha256_recent(salt, TS_SHA256_LEN, token, sizeof(token),
+                                 got) == 0
+                && memcmp(got, want2, TS_SHA256_LEN) == 0;
     }
 
-    ok(same, "a token too long to remember is hashed every time");
+    ok(same, "a token too long to remember gets the reference digest every "
+       "time");
 
     /* revocation keys go through it too: the same key, hit or miss */
     kind = TS_TABLE_KEY_ID;
-    ts_sha256_pair((unsigned char *) &kind, 1, (unsigned char *) "abc", 3,
-                   want);
+    reference_sha256((unsigned char *) &kind, 1, (unsigned char *) "abc", 3,
+                     want);
     memcpy(&key, want, sizeof(key));
     ok(ts_table_key(TS_TABLE_KEY_ID, (unsigned char *) "abc", 3) == key
        && ts_table_key(TS_TABLE_KEY_ID, (unsigned char *) "abc", 3) == key,
-       "a revocation key is the SHA-256 of kind and id, remembered or not");
+       "a revocation key is the reference SHA-256 of kind and id, remembered "
+       "or not");
 
     ts_sha256_cleanup();
 
-    ts_sha256_recent(salt, TS_SHA256_LEN, token, n, got);
-    ts_sha256_pair(salt, TS_SHA256_LEN, token, n, want);
-    ok(memcmp(got, want, TS_SHA256_LEN) == 0, "and after a cleanup");
+    reference_sha256(salt, TS_SHA256_LEN, token, n, want);
+    ok(ts_sha256_recent(salt, TS_SHA256_LEN, token, n, got) == 0
+       && memcmp(got, want, TS_SHA256_LEN) == 0
+       && ts_sha256((unsigned char *) "abc", 3, got) == 0
+       && digest_is(got, sha256_abc),
+       "after a cleanup the digests are still the reference ones");
 }
 
 
