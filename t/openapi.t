@@ -2,7 +2,8 @@
 
 # scripts/openapi-rules: OpenAPI files (t/openapi/) to token_scope_operations
 # rules, compared with the expected files beside them; the reports on
-# stderr and the exit status; names the module would refuse; YAML and
+# stderr and the exit status; names the module would refuse; the categories
+# WB's description_auth text adds to x-category; YAML and
 # OpenAPI that older versions dropped; nginx -t on the output (--check);
 # --diff; and conf.d/wb-operations.conf is what the converter makes of
 # ../shared/wb-openapi today.  The three WB versions: t/openapi_versions.t.
@@ -119,7 +120,7 @@ is($rc, 2, 'a name nginx would refuse makes the exit status 2');
 
 
 SKIP: {
-    skip 'python3-yaml is not installed', 60 unless $have_yaml;
+    skip 'python3-yaml is not installed', 79 unless $have_yaml;
 
     # servers: operation > path item > document, base paths, sandboxes
 
@@ -140,6 +141,34 @@ SKIP: {
     like($out, qr{GET   marketplace-api\.wildberries\.ru  /api/v1/all-and-more               common  }, 'x-category [all, content] is common: any valid token will do');
     like($out, qr{GET   marketplace-api\.wildberries\.ru  /adv/v1/alias                      promotion  }, 'an alias next to its category is written once');
     like($err, qr/read 9, write 3 \(3 POST read, 1 GET write\)/, 'the summary counts reads and writes that are not what the method suggests');
+
+
+    # WB's text: the <strong> names of a description_auth block are
+    # alternatives beside x-category's
+
+    ($rc, $out, $err) = convert('t/openapi/descriptions.yaml');
+    is($rc, 0, 'description_auth blocks convert without complaint');
+    is($out, slurp('t/openapi/descriptions.rules'), 'the categories WB\'s description_auth text names are alternatives beside x-category\'s');
+    like($out, qr{POST  content-api\.wildberries\.ru  /content/v2/get/cards/list   content\|advert  }, 'x-category content, the text Content or Promotion: content|advert');
+    like($err, qr{^openapi-rules: note: t/openapi/descriptions\.yaml: POST /content/v2/get/cards/list: x-category says content, the description says content or advert: any of them$}m, 'the widening is noted with the file, the operation, x-category and the text');
+    like($out, qr{POST  content-api\.wildberries\.ru  /content/v2/get/cards/trash  advert\|content  }, 'the text naming what x-category names changes nothing');
+    unlike($err, qr{cards/trash|rating|seller-info|cards/limits|/ping}, 'and is not noted, nor a block without names, nor names outside the block, nor the text beside all');
+    like($out, qr{GET   content-api\.wildberries\.ru  /api/v1/prices  +statistics\|discountsandprices  }, 'WB\'s names are read whatever their letter case, spaces, tags and entities');
+    like($err, qr{^openapi-rules: note: t/openapi/descriptions\.yaml: GET /api/v1/prices: x-category says statistics, the description says discountsandprices or statistics: any of them$}m, 'the note lists the text\'s names in its order');
+    like($err, qr{^openapi-rules: note: t/openapi/descriptions\.yaml: GET /api/v1/recommendations: the description \(description_auth\) names the category 'Рекомендации', not one of WB's names known here: ignored$}m, 'a display name not known is noted and ignored');
+    like($out, qr{GET   content-api\.wildberries\.ru  /api/v1/recommendations  +marketplace  }, 'and the rule is x-category\'s');
+    like($out, qr{GET   content-api\.wildberries\.ru  /api/v1/seller-info  +common  }, 'a block without names ("any category") changes nothing');
+    like($out, qr{GET   content-api\.wildberries\.ru  /content/v2/cards/limits  +content  }, '<strong> outside the description_auth block names no category');
+    like($out, qr{GET   content-api\.wildberries\.ru  /api/v1/tariffs  +common  }, 'WB\'s common-api row (Тарифы, Новости, Информация о продавце) is any valid token');
+    like($err, qr{^openapi-rules: note: t/openapi/descriptions\.yaml: GET /api/v1/tariffs: x-category says documents, the description says documents or commonapi: any valid token$}m, 'and the note says so');
+    like($out, qr{GET  content-api\.wildberries\.ru  /api/v1/users  deny  read;}, 'without x-category the text classifies nothing: still refused');
+    like($err, qr{^openapi-rules:   x-category widened by the description: 3 operations }m, 'the summary counts the operations the text widens');
+    is(() = $err =~ /^openapi-rules: note: /mg, 4, 'one note per widened operation and per unknown name, no other');
+
+    ($rc, $out, $err) = convert('--no-description-categories',
+        't/openapi/descriptions.yaml');
+    like($out, qr{POST  content-api\.wildberries\.ru  /content/v2/get/cards/list   content  +read;}, '--no-description-categories takes x-category alone');
+    unlike($err, qr{note:|x-category widened}, '--no-description-categories reads no description: no notes');
 
 
     # names the module would refuse
@@ -292,7 +321,8 @@ SKIP: {
 
     ($rc, $out, $err) = convert(@check, 't/openapi/schemes-api.yaml',
         't/openapi/schemes-other.yaml', 't/openapi/methods.yaml',
-        't/openapi/merge.yaml', 't/openapi/servers.yaml');
+        't/openapi/merge.yaml', 't/openapi/servers.yaml',
+        't/openapi/descriptions.yaml');
     is($rc, 0, 'nginx -t with the module accepts every fixture\'s rules together') or diag($err);
 }
 

@@ -29,7 +29,9 @@ my @CATEGORIES = qw(content contentanalytics discountsandprices marketplace
 
 
 # the catalogue, as the module reads it: METHOD HOST PATH CATEGORIES ACCESS
-# [types=...]; every rule line must parse
+# [types=...]; every rule line must parse.  CATEGORIES: items separated by
+# commas, each needed; an item "a|b" needs any one of its alternatives;
+# "deny": no token may call the operation
 
 sub parse_catalogue {
     my ($file) = @_;
@@ -52,11 +54,16 @@ sub parse_catalogue {
                 ($1, $2, $3, $4, $5, $6);
             $path =~ s/^"(.*)"$/$1/;
 
+            my @items = $cats eq 'deny' ? ()
+                        : map { [ split /\|/ ] } split /,/, $cats;
+
             push @ops, {
                 method => $method,
                 host   => $host,
                 path   => $path,
-                cats   => [ split /,/, $cats ],
+                deny   => $cats eq 'deny',
+                items  => \@items,
+                cats   => [ map { $_->[0] } @items ],
                 write  => $access eq 'write',
                 types  => [ split /,/, $types // '' ],
                 name   => "$method $host$path",
@@ -98,6 +105,8 @@ http {
         GET  api.test  /p/lit/end            content              read;
         GET  api.test  "/p/{x}/other"        marketplace          read;
         GET  api.test  /both                 content,marketplace  read;
+        GET  api.test  /either               content|marketplace  read;
+        GET  api.test  /refused              deny                 read;
         GET  api.test  "/{any}"              statistics           read;
     }
 
@@ -256,17 +265,39 @@ sub op_type {
     return @{ $op->{types} } ? $op->{types}[0] : 'base';
 }
 
+# an item with "all" or "common" among its alternatives needs no category
+sub needed_items {
+    my ($op) = @_;
+    return grep { !grep { /^(all|common)$/ } @$_ } @{ $op->{items} };
+}
+
 sub is_common {
     my ($op) = @_;
-    return !grep { $_ ne 'common' } @{ $op->{cats} };
+    return !needed_items($op);
 }
 
 for my $op (@$ops) {
     my $type = op_type($op);
 
+    $op->{cats} = [ map { $_->[0] } needed_items($op) ];
+
+    if ($op->{deny}) {
+        $op->{tok_all} = need(cats => \@CATEGORIES, type => $type);
+        next;
+    }
+
+    # every other alternative of an item, with the first of the others
+    for my $item (needed_items($op)) {
+        for my $alt (@$item[1 .. $#$item]) {
+            push @{ $op->{tok_alts} }, need(type => $type,
+                cats => [ $alt, grep { $_ ne $item->[0] } @{ $op->{cats} } ]);
+        }
+    }
+
     $op->{tok_exact} = need(cats => $op->{cats}, type => $type);
     $op->{tok_ro} = need(cats => $op->{cats}, type => $type, ro => 1);
-    $op->{tok_except} = need(cats => except(@{ $op->{cats} }), type => $type)
+    $op->{tok_except} = need(cats => except(map { @$_ } needed_items($op)),
+                             type => $type)
         unless is_common($op);
 
     if (@{ $op->{types} }) {
@@ -344,7 +375,13 @@ sub expect {
 }
 
 for my $op (@$ops) {
+    if ($op->{deny}) {
+        expect(deny => $op, $op->{tok_all}, '401 operation', name => 1);
+        next;
+    }
+
     expect(exact => $op, $op->{tok_exact}, '200', name => 1);
+    expect(alternative => $op, $_, '200') for @{ $op->{tok_alts} // [] };
 
     expect(except => $op, $op->{tok_except}, '401 category', name => 1)
         unless is_common($op);
@@ -366,14 +403,19 @@ sub walk_ok {
                                                   ? 19 : $#{ $wrong{$what} })]);
 }
 
-my $reads = grep { !$_->{write} } @$ops;
-my $writes = @$ops - $reads;
-my $typed = grep { @{ $_->{types} } } @$ops;
-my $common = grep { is_common($_) } @$ops;
+my @allowed = grep { !$_->{deny} } @$ops;
+my $reads = grep { !$_->{write} } @allowed;
+my $writes = @allowed - $reads;
+my $typed = grep { @{ $_->{types} } } @allowed;
+my $common = grep { is_common($_) } @allowed;
+my $alternatives = grep { $_->{tok_alts} } @allowed;
 
-is($count{exact}, 286, 'the walk sent every operation a token with exactly its categories');
+is($count{exact}, scalar @allowed, 'the walk sent every operation a token with exactly its categories');
 walk_ok(exact => 'every operation passes a token with exactly its categories to the backend');
-is($count{except}, 286 - $common, 'the walk sent every non-common operation a token with all other categories');
+ok($alternatives >= 2, 'the catalogue has operations that any of several categories may call');
+walk_ok(alternative => 'every operation with alternatives passes a token with any one of them');
+walk_ok(deny => 'every operation the catalogue refuses is refused with operation, even to a token of every category');
+is($count{except}, @allowed - $common, 'the walk sent every non-common operation a token with all other categories');
 walk_ok(except => 'every operation refuses a token with all categories but its own (401 category)');
 is($count{ro_read}, $reads, 'the walk sent a read-only token to every read operation');
 walk_ok(ro_read => 'every read operation, POST reads included, passes a read-only token');
@@ -458,6 +500,11 @@ is(op_name(request(8085, 'GET', 'api.test', '/p/lit/other', $market)), 'GET api.
 is(op_name(request(8085, 'GET', 'api.test', '/p/lit/end', $content)), 'GET api.test/p/lit/end', 'the all-literal path matches its own rule (/p/lit/end)');
 is(op_name(request(8085, 'GET', 'api.test', '/orders', $stats)), 'GET api.test/{any}', 'a one-segment template matches a segment with no literal rule of its length');
 is(answer(8085, 'GET', 'api.test', '/orders/42/items/7', $market), '401 operation', 'a template matches one segment, not several');
+is(answer(8085, 'GET', 'api.test', '/either', $content), '200', 'a rule content|marketplace admits a content token');
+is(answer(8085, 'GET', 'api.test', '/either', $market), '200', 'and a marketplace token');
+is(answer(8085, 'GET', 'api.test', '/either', $stats), '401 category', 'and refuses a token with neither');
+is(answer(8085, 'GET', 'api.test', '/refused', $both), '401 operation', 'a deny rule refuses every token');
+is(request(8085, 'GET', 'api.test', '/refused', $both)->{json}{detail}, 'token scope not allowed; the catalogue refuses this operation', 'and says why');
 is(answer(8085, 'GET', 'api.test', '/both', $both), '200', 'an operation with two categories passes a token with both');
 is(answer(8085, 'GET', 'api.test', '/both', $content), '401 category', 'an operation with two categories refuses a token with one of them');
 is(answer(8085, 'GET', 'api.test', '/both', $market), '401 category', 'an operation with two categories refuses a token with the other one');
@@ -503,7 +550,7 @@ is(answer(8084, 'GET', 'content-api.wildberries.ru', '/explicit/path', $content)
 # the access log names the operation
 
 my $log = $t->read_file('ops.log');
-like($log, qr{^POST content-api\.wildberries\.ru /content/v2/get/cards/list op="POST content-api\.wildberries\.ru/content/v2/get/cards/list" required=content reason=ok$}m, 'the access log names the matched operation');
+like($log, qr{^POST content-api\.wildberries\.ru /content/v2/get/cards/list op="POST content-api\.wildberries\.ru/content/v2/get/cards/list" required=content\|advert reason=ok$}m, 'the access log names the matched operation and its alternatives');
 like($log, qr{^PATCH marketplace-api\.wildberries\.ru /api/v3/orders/12345/cancel op="PATCH marketplace-api\.wildberries\.ru/api/v3/orders/\{orderId\}/cancel" }m, 'the access log names the template, not the concrete path');
 like($log, qr{^GET content-api\.wildberries\.ru /content/v2/no/such/path op="-" required=-? reason=operation$}m, 'the access log shows unmatched requests with no operation and reason operation');
 
@@ -577,6 +624,13 @@ like($out, qr/\[emerg\].*unknown token scope category or scope "nosuchcategory"/
 
 ($rc, $out) = check_conf('GET api.test /orders content,nosuchcategory read;');
 like($out, qr/\[emerg\].*unknown token scope category or scope "nosuchcategory"/, 'the message names the unknown category among several');
+
+($rc, $out) = check_conf('GET api.test /orders content|contnet read;');
+isnt($rc, 0, 'an unknown alternative in a rule fails nginx -t');
+like($out, qr/\[emerg\].*unknown token scope category or scope "contnet" in "content\|contnet"/, 'the message names the unknown alternative and its item');
+
+($rc, $out) = check_conf('GET api.test /orders ' . join(',', ('content|advert') x 9) . ' read;');
+like($out, qr/\[emerg\].*more than 8 sets of alternatives/, 'more sets of alternatives than fit fail nginx -t with their number');
 
 ($rc, $out) = check_conf('GET api.test /orders marketplace readwrite;');
 isnt($rc, 0, 'a bad access word fails nginx -t');

@@ -5,13 +5,17 @@ package SpecReading;
 # (Perl has no YAML module here); which methods, servers, categories,
 # access and token types an operation has is decided here, in Perl, from
 # WB's description of the extensions (../shared/wb-openapi/README.md), not
-# from the converter's code.  Also a reader of generated catalogues.
+# from the converter's code.  WB's own text counts too: the categories named
+# in <strong> in a description's <div class="description_auth"> are further
+# alternatives (issue 15).  Also a reader of generated catalogues.
 
 use strict;
 use warnings;
+use utf8;
 
 use Exporter qw(import);
 use JSON::PP;
+use feature 'fc';
 
 our @EXPORT_OK = qw(read_spec read_catalogue op_key);
 
@@ -21,6 +25,39 @@ my @METHODS = qw(get put post delete options head patch trace query);
 # WB's own security scheme; 14-wbd.yaml has another one (ApiKeyAuth), a
 # separate API whose tokens the module does not know
 our $SCHEME = 'HeaderApiKey';
+
+# WB's names for its token categories, as in the table of GET /ping in
+# 01-general.yaml ("Категория | URL запроса") and the description_auth
+# blocks, and the module's names for them; the common-api row is "any
+# valid token"
+our %WB_NAMES = (
+    'контент'                                => 'content',
+    'аналитика'                              => 'contentanalytics',
+    'цены и скидки'                          => 'discountsandprices',
+    'маркетплейс'                            => 'marketplace',
+    'статистика'                             => 'statistics',
+    'продвижение'                            => 'advert',
+    'вопросы и отзывы'                       => 'questionsandfeedback',
+    'чат с покупателями'                     => 'buyerchat',
+    'поставки'                               => 'supplies',
+    'возвраты покупателями'                  => 'returns',
+    'возвраты'                               => 'returns',
+    'документы'                              => 'documents',
+    'финансы'                                => 'finance',
+    'управление пользователями продавца'     => 'usermanagement',
+    'управление пользователями'              => 'usermanagement',
+    'пользователи'                           => 'usermanagement',
+    'тарифы, новости, информация о продавце' => 'common',
+    'тарифы'                                 => 'common',
+    'новости'                                => 'common',
+    'информация о продавце'                  => 'common',
+);
+
+# the module's aliases, for telling whether the text adds a category
+my %ALIAS = (analytics => 'contentanalytics', prices => 'discountsandprices',
+             promotion => 'advert', feedbacks => 'questionsandfeedback',
+             chat => 'buyerchat', users => 'usermanagement',
+             all => 'common', commonapi => 'common');
 
 my $DUMP = <<'EOF';
 import json, sys, yaml
@@ -35,10 +72,16 @@ EOF
 
 # every operation of the files, one entry per operation and host:
 # { file, method, path, host, key, own_servers, deny (a reason or undef),
-#   cats (the alternatives, or [ 'common' ]), write, types }
+#   cats (the alternatives, or [ 'common' ]), write, types, widened (the
+#   categories WB's text adds to x-category), unknown (display names of the
+#   text that are no category known here) }; with { descriptions => 0 }
+# as the first argument, x-category alone
 
 sub read_spec {
+    my $opt = ref $_[0] eq 'HASH' ? shift : {};
     my (@files) = @_;
+
+    my $descriptions = $opt->{descriptions} // 1;
 
     open my $py, '-|', 'python3', '-c', $DUMP, @files
         or die "cannot run python3: $!\n";
@@ -58,7 +101,8 @@ sub read_spec {
             for my $method (@METHODS) {
                 my $op = $item->{$method} or next;
 
-                push @ops, operation($file, $doc, $item, $p, $method, $op);
+                push @ops, operation($file, $doc, $item, $p, $method, $op,
+                                     $descriptions);
             }
         }
     }
@@ -68,7 +112,7 @@ sub read_spec {
 
 
 sub operation {
-    my ($file, $doc, $item, $p, $method, $op) = @_;
+    my ($file, $doc, $item, $p, $method, $op, $descriptions) = @_;
 
     # the innermost non-empty servers: operation, path item, document
     my ($servers) = grep { ref $_ eq 'ARRAY' && @$_ }
@@ -109,6 +153,22 @@ sub operation {
     # any valid token
     my $x = $op->{'x-category'} // [];
     my @cats = map { lc } ref $x ? @$x : split /[\s,]+/, $x;
+    # WB's text: "a token with category <strong>Контент</strong> or
+    # <strong>Продвижение</strong>"; only beside an x-category
+    my (@widened, @unknown);
+
+    if ($descriptions && !$deny) {
+        my ($named, $unknown) = auth_text($op->{description});
+        my %have = map { ($ALIAS{$_} // $_) => 1 } @cats;
+
+        @unknown = @$unknown;
+
+        unless ($have{common}) {
+            @widened = grep { !$have{$_}++ } @$named;
+            push @cats, @widened;
+        }
+    }
+
     @cats = ('common') if grep { /^(all|commonapi|common)$/ } @cats;
 
     # x-readonly-method: true is a read, whatever the method
@@ -140,10 +200,52 @@ sub operation {
             cats        => [ sort keys %{{ map { $_ => 1 } @cats }} ],
             write       => $write ? 1 : 0,
             types       => [ sort keys %types ],
+            widened     => \@widened,
+            unknown     => \@unknown,
         };
     }
 
     return @entries;
+}
+
+
+# the categories named in the description_auth blocks of a description:
+# (module names, display names not known)
+
+sub auth_text {
+    my ($text) = @_;
+
+    my (@named, @unknown, %seen);
+
+    return (\@named, \@unknown) unless defined $text && !ref $text;
+
+    while ($text =~ m{<div\s[^>]*class\s*=\s*["']?[^"'>]*
+                      (?<![\w-])description_auth(?![\w-])[^>]*>
+                      (.*?)</div}gsix)
+    {
+        my $block = $1;
+
+        while ($block =~ m{<strong(?:\s[^>]*)?>(.*?)</strong}gsi) {
+            my $name = $1;
+
+            $name =~ s/<[^>]*>//g;
+            $name =~ s/&nbsp;/ /g;
+            $name =~ s/&amp;/&/g;
+            $name =~ s/\s+/ /g;
+            $name =~ s/^[\s.,:;]+|[\s.,:;]+$//g;
+            next if $name eq '' || $seen{$name}++;
+
+            my $wb = fc($name) =~ tr/ё/е/r;
+
+            if (exists $WB_NAMES{$wb}) {
+                push @named, $WB_NAMES{$wb};
+            } else {
+                push @unknown, $name;
+            }
+        }
+    }
+
+    return (\@named, \@unknown);
 }
 
 
