@@ -24,6 +24,17 @@ my $have_yaml = system("python3 -c 'import yaml' 2>/dev/null") == 0;
 my $NGINX = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
 my $MODULE = $ENV{TEST_NGINX_MODULE} || 'build/ngx_http_token_scope_module.so';
 
+# a module built with ASan loads only with its runtime preloaded
+# (make test-asan): --check then runs nginx through a wrapper that does so
+if ($ENV{TEST_NGINX_PRELOAD}) {
+    my $wrapper = "$tmp/nginx-preload";
+    open my $fh, '>', $wrapper or die "cannot write $wrapper: $!\n";
+    print $fh "#!/bin/sh\nLD_PRELOAD='$ENV{TEST_NGINX_PRELOAD}' exec '$NGINX' \"\$@\"\n";
+    close $fh;
+    chmod 0755, $wrapper;
+    $NGINX = $wrapper;
+}
+
 # runs the converter from the repository root: (exit status, stdout, stderr)
 sub convert {
     my $cmd = join ' ', map { "'$_'" } 'scripts/openapi-rules', @_;

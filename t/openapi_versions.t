@@ -32,6 +32,17 @@ my $MODULE = $ENV{TEST_NGINX_MODULE} || 'build/ngx_http_token_scope_module.so';
 
 my $tmp = tempdir(CLEANUP => 1);
 
+# a module built with ASan loads only with its runtime preloaded
+# (make test-asan): --check then runs nginx through a wrapper that does so
+if ($ENV{TEST_NGINX_PRELOAD}) {
+    my $wrapper = "$tmp/nginx-preload";
+    open my $fh, '>', $wrapper or die "cannot write $wrapper: $!\n";
+    print $fh "#!/bin/sh\nLD_PRELOAD='$ENV{TEST_NGINX_PRELOAD}' exec '$NGINX' \"\$@\"\n";
+    close $fh;
+    chmod 0755, $wrapper;
+    $NGINX = $wrapper;
+}
+
 # name, folder, operations, refused, any-of, with their own servers,
 # widened by WB's text (cards/list and cards/trash: x-category content, the
 # text Content or Promotion)

@@ -5,9 +5,27 @@ package TokenScope::Test;
 # loopback ports, nginx.conf from a template, nginx in the foreground as a
 # child process, a raw HTTP/1.0 client, tokens minted with scripts/token
 # (or crafted and signed here with the openssl command line for attacks
-# that scripts/token cannot express), and the checks every test ends with:
-# no [alert]/[crit]/[emerg] or sanitizer line in the logs, and no token
-# signature or client secret in any log file.
+# that scripts/token cannot express), and the end checks.
+#
+# The end checks run for every instance (every TokenScope::Test object that
+# ran nginx, "nginx -t" included), each on its own test directory: for
+# every instance still alive when the test calls done_testing() on any of
+# them, for one that goes out of scope earlier at its destruction, and for
+# any left when the test file ends without done_testing() (an END block).
+# They fail on
+#   - an [alert], [crit] or [emerg] line in error.log or stderr.log
+#     ([emerg] is allowed with config_errors, and in an instance that only
+#     ever ran "nginx -t": testing configurations is what it is for);
+#   - a sanitizer report (AddressSanitizer, LeakSanitizer,
+#     UndefinedBehaviorSanitizer, "runtime error:" ...) in those logs or in
+#     the output of any nginx command the harness ran ("nginx -t", "nginx
+#     -s reload": their stderr is not the error log);
+#   - a process of nginx that "exited on signal" or "exited with code N",
+#     N not 0 (a worker that ASan or UBSan stops exits with code 1, logged
+#     at [notice] only), and a master that did not exit with status 0;
+#   - a token signature or client secret in any log file;
+#   - under valgrind, its error reports and the module's definite leaks.
+# stop() fails the test at once when nginx ends only on SIGKILL.
 #
 # For mk/hardening.mk: TEST_NGINX_MODULE loads another build of the module,
 # TEST_NGINX_PRELOAD is put in LD_PRELOAD of every nginx command (the ASan
@@ -29,6 +47,7 @@ use IO::Socket::INET;
 use JSON::PP;
 use MIME::Base64 qw(encode_base64url decode_base64url);
 use POSIX qw(:sys_wait_h);
+use Scalar::Util qw(weaken);
 use Test::More ();
 use Time::HiRes qw(sleep time);
 use Time::Local qw(timegm);
@@ -52,9 +71,22 @@ my $SLOW = $VALGRIND ? 20 : $PRELOAD ? 4 : 1;
 my @FIELDS = qw(title detail code requestId origin status statusText
                 timestamp);
 
+# what a sanitizer report contains, in the logs and in command output
+my $SANITIZER = qr/AddressSanitizer|LeakSanitizer|ThreadSanitizer
+                  |MemorySanitizer|UndefinedBehaviorSanitizer
+                  |runtime\ error:/x;
+
+# every instance made by new(), weakly, in the order made: the end checks
+# run for each
+my @INSTANCES;
+
+
+# new(name => NAME, config_errors => 1): NAME labels the end checks of a
+# second instance; config_errors allows [emerg] in its logs (the option of
+# done_testing() for the instance it is called on)
 
 sub new {
-    my ($class) = @_;
+    my ($class, %opt) = @_;
 
     if (!-x $NGINX) {
         Test::More::plan(skip_all => "no nginx binary at $NGINX");
@@ -78,14 +110,30 @@ sub new {
 
     Test::More::diag("test directory $dir") if $ENV{TEST_NGINX_LEAVE};
 
-    return bless {
-        dir        => $dir,
-        ports      => {},
-        keys       => {},
-        signatures => [],
-        secrets    => [],
-        pid        => undef,
+    my $self = bless {
+        dir           => $dir,
+        ports         => {},
+        keys          => {},
+        signatures    => [],
+        secrets       => [],
+        pid           => undef,
+        owner         => $$,
+        name          => $opt{name},
+        config_errors => $opt{config_errors},
+        started       => 0,     # run() was called
+        commands      => 0,     # nginx commands run (nginx -t, -s ...)
+        reports       => [],    # sanitizer output of those commands
+        statuses      => [],    # wait statuses of the master, each run
+        checked       => 0,
     }, $class;
+
+    push @INSTANCES, $self;
+    weaken($INSTANCES[-1]);
+
+    $self->{name} //= @INSTANCES > 1 ? 'instance ' . scalar(@INSTANCES)
+                                     : '';
+
+    return $self;
 }
 
 
@@ -236,7 +284,50 @@ sub run_cmd {
     my ($o, $e) = ($self->read_file($out), $self->read_file($err));
     unlink $out, $err;
 
+    # an nginx command ("nginx -t", "nginx -s reload"): its stderr is not
+    # the error log, so a sanitizer report there is kept for the end checks
+    my ($i) = grep { $cmd->[$_] eq $NGINX } 0 .. $#$cmd;
+
+    if (defined $i) {
+        my @args = @$cmd[$i + 1 .. $#$cmd];
+        my @what = ('nginx');
+
+        while (defined(my $a = shift @args)) {
+            if ($a =~ /^-[pce]$/) {
+                shift @args;
+            } else {
+                push @what, $a;
+            }
+        }
+
+        $self->{commands}++;
+        $self->_scan_output("@what", $o . $e);
+    }
+
     return ($rc, $o, $e);
+}
+
+
+# sanitizer report lines in the output of an nginx command; kept, with the
+# command, for the end checks
+
+sub _scan_output {
+    my ($self, $what, $output) = @_;
+
+    my @lines = sanitizer_lines($output);
+
+    push @{ $self->{reports} }, "$what: " . join("\n", @lines) if @lines;
+
+    return scalar @lines;
+}
+
+
+# the lines of TEXT that belong to a sanitizer report
+
+sub sanitizer_lines {
+    my ($text) = @_;
+
+    return $text =~ /^(.*(?:$SANITIZER).*)$/mg;
 }
 
 
@@ -251,7 +342,10 @@ sub _nginx_cmd {
 }
 
 
-# valgrind for the nginx that serves: a log per process, the workers too
+# valgrind for the nginx that serves: a log per process, the workers too.
+# No --error-exitcode: nginx's own definite leaks (old cycles) are valgrind
+# errors too, and an exit code of valgrind's would hide nginx's own in the
+# "exited with code" check; _valgrind_check() reads the logs instead
 
 sub _valgrind_cmd {
     my ($self) = @_;
@@ -260,7 +354,7 @@ sub _valgrind_cmd {
 
     return ('valgrind', '--quiet', '--leak-check=full',
             '--show-leak-kinds=definite', '--errors-for-leak-kinds=definite',
-            '--num-callers=40', '--error-exitcode=3', '--keep-debuginfo=yes',
+            '--num-callers=40', '--keep-debuginfo=yes',
             "--log-file=$self->{dir}/valgrind.%p.log");
 }
 
@@ -290,6 +384,9 @@ sub run {
     die "fork: $!\n" unless defined $pid;
 
     if ($pid == 0) {
+        # a process group of its own: stop() can kill the workers with
+        # the master when it must
+        setpgrp(0, 0);
         open STDIN, '<', '/dev/null';
         open STDOUT, '>>', "$dir/stderr.log";
         open STDERR, '>>', "$dir/stderr.log";
@@ -297,6 +394,7 @@ sub run {
     }
 
     $self->{pid} = $pid;
+    $self->{started}++;
 
     for my $port (values %{ $self->{ports} }) {
         $self->_wait_port($port);
@@ -322,6 +420,7 @@ sub _wait_port {
         }
 
         if (waitpid($self->{pid}, WNOHANG) == $self->{pid}) {
+            push @{ $self->{statuses} }, $?;
             $self->{pid} = undef;
             die "nginx exited on start:\n" . $self->read_file('error.log')
                 . $self->read_file('stderr.log');
@@ -335,35 +434,100 @@ sub _wait_port {
 }
 
 
+# QUIT (graceful), then TERM; each has 5 s (100 s under valgrind).  An
+# nginx that neither ends is killed with its workers, and the test fails:
+# a shutdown that hangs is a bug (a worker stuck in a loop, a lost timer)
+
 sub stop {
     my ($self) = @_;
 
     my $pid = $self->{pid} or return $self;
 
-    for my $sig (qw(QUIT TERM KILL)) {
+    # a forked copy of the test must not stop the parent's nginx
+    return $self if ($self->{owner} // $$) != $$;
+
+    for my $sig (qw(QUIT TERM)) {
         kill $sig, $pid;
+        next unless $self->_reap($pid, 5 * $SLOW);
 
-        for (1 .. 100 * $SLOW) {
-            if (waitpid($pid, WNOHANG) == $pid) {
-                $self->{pid} = undef;
-                return $self;
-            }
-
-            sleep 0.05;
+        # nginx's master waits for its workers: one left means the master
+        # died without them (a crash), and it would hold the ports
+        if (kill 0, -$pid) {
+            my @left = grep { /^\s*\d+\s+$pid\s/ }
+                       `ps -e -o pid=,pgid=,args= 2>/dev/null`;
+            kill 'KILL', -$pid;
+            $self->_result(0, $self->_label('no nginx process outlived the'
+                                            . ' master'),
+                           "killed what was left of nginx $pid:", @left);
         }
+
+        return $self;
     }
 
+    my $log = $self->read_file('error.log');
+    my @tail = (split /\n/, $log)[-10 .. -1];
+
+    # the master and whatever workers are left; the status of this end
+    # is not checked again: the test fails here
+    kill 'KILL', -$pid;
+    kill 'KILL', $pid;
+    pop @{ $self->{statuses} } if $self->_reap($pid, 5);
     $self->{pid} = undef;
 
+    $self->_result(0, $self->_label('nginx stopped on QUIT or TERM'),
+                   "nginx $pid ended neither on QUIT nor on TERM within "
+                   . 5 * $SLOW . ' s each and was killed (SIGKILL);'
+                   . ' the end of error.log:',
+                   grep { defined } @tail);
+
     return $self;
+}
+
+
+sub _reap {
+    my ($self, $pid, $seconds) = @_;
+
+    for (1 .. $seconds * 20) {
+        if (waitpid($pid, WNOHANG) == $pid) {
+            push @{ $self->{statuses} }, $?;
+            $self->{pid} = undef;
+            return 1;
+        }
+
+        sleep 0.05;
+    }
+
+    return 0;
 }
 
 
 sub DESTROY {
     my ($self) = @_;
 
-    local $?;
+    local ($?, $@);
+
+    return if ($self->{owner} // $$) != $$;
+
+    if (!$self->{checked} && ${^GLOBAL_PHASE} ne 'DESTRUCT') {
+        eval { $self->end_checks() };
+        warn $@ if $@;
+    }
+
     $self->stop();
+}
+
+
+# the end checks of the instances still unchecked when the test file ends
+# without done_testing() (it died, or called Test::More's own)
+
+END {
+    local $?;
+
+    for my $t (grep { defined } @INSTANCES) {
+        next if $t->{checked} || ($t->{owner} // $$) != $$;
+        eval { $t->end_checks() };
+        warn $@ if $@;
+    }
 }
 
 
@@ -795,28 +959,75 @@ sub parse_timestamp {
 }
 
 
-# the final checks of every test file
+# the final checks of every test file: the end checks of every instance
+# not checked yet (this one included), then Test::More's done_testing()
 
 sub done_testing {
     my ($self, %opt) = @_;
 
+    $self->{config_errors} = 1 if $opt{config_errors};
+
+    for my $t (grep { defined } @INSTANCES) {
+        $t->end_checks() unless $t->{checked} || ($t->{owner} // $$) != $$;
+    }
+
+    $self->end_checks() unless $self->{checked};
+
+    Test::More::done_testing();
+}
+
+
+# the end checks of this instance (see the top of the file); stops nginx
+# first.  Nothing to check in an instance that never ran nginx.  After the
+# plan is out (Test::More's done_testing() was called) only failures are
+# reported: a passing test there would break the plan
+
+sub end_checks {
+    my ($self) = @_;
+
+    return if $self->{checked}++;
+
     $self->stop();
+
+    return unless $self->{started} || $self->{commands};
 
     my $log = $self->read_file('error.log') . $self->read_file('stderr.log');
 
-    my $bad = $opt{config_errors}
+    # an instance that only ran "nginx -t" is there to test configurations
+    my $bad = $self->{config_errors} || !$self->{started}
               ? qr/^.*\[(?:alert|crit)\].*$/m
               : qr/^.*\[(?:alert|crit|emerg)\].*$/m;
 
-    my @lines = $log =~ /($bad)/g;
-    Test::More::is(scalar @lines, 0,
-                   'the error log has no alert, crit or emerg lines')
-        or Test::More::diag(join "\n", @lines);
+    $self->_check([ $log =~ /($bad)/g ],
+                  $self->{config_errors} || !$self->{started}
+                  ? 'the error log has no alert or crit lines'
+                  : 'the error log has no alert, crit or emerg lines');
 
-    @lines = $log =~ /^(.*(?:AddressSanitizer|LeakSanitizer|ThreadSanitizer
-                           |UndefinedBehaviorSanitizer|runtime\ error:).*)$/mx;
-    Test::More::is(scalar @lines, 0, 'the error log has no sanitizer output')
-        or Test::More::diag(join "\n", @lines);
+    $self->_check([ sanitizer_lines($log) ],
+                  'the error log has no sanitizer output');
+
+    $self->_check($self->{reports},
+                  'no sanitizer output from nginx -t or nginx -s')
+        if $self->{commands};
+
+    if ($self->{started}) {
+        # "exited on signal" is an [alert] too; said here by name
+        $self->_check([ $log =~ /^(.*\bexited on signal\b.*)$/mg ],
+                      'no nginx process exited on a signal');
+
+        $self->_check([ grep { /exited with (?:fatal )?code (\d+)/ && $1 }
+                        $log =~ /^(.*\bexited with (?:fatal )?code \d+.*)$/mg ],
+                      'no nginx process exited with a non-zero code');
+
+        # what nginx cannot log: how its master ended, each time it ran
+        my @status = map {
+            WIFSIGNALED($_) ? 'killed by signal ' . WTERMSIG($_)
+            : WEXITSTATUS($_) ? 'exit status ' . WEXITSTATUS($_)
+            : ()
+        } @{ $self->{statuses} };
+
+        $self->_check(\@status, 'the nginx master exited with status 0');
+    }
 
     my @leaks;
     my @sigs = @{ $self->{signatures} };
@@ -832,9 +1043,7 @@ sub done_testing {
         }
     } }, $self->{dir});
 
-    Test::More::is(scalar @leaks, 0,
-                   'no token signature appears in any log file')
-        or Test::More::diag(join "\n", @leaks[0 .. ($#leaks > 4 ? 4 : $#leaks)]);
+    $self->_check(\@leaks, 'no token signature appears in any log file');
 
     @leaks = ();
 
@@ -850,13 +1059,57 @@ sub done_testing {
         }
     } }, $self->{dir});
 
-    Test::More::is(scalar @leaks, 0,
-                   'no client secret appears in any log file')
-        or Test::More::diag(join "\n", grep { defined } @leaks[0 .. 4]);
+    $self->_check(\@leaks, 'no client secret appears in any log file');
 
-    $self->_valgrind_check() if $VALGRIND;
+    $self->_valgrind_check() if $VALGRIND && $self->{started};
 
-    Test::More::done_testing();
+    return;
+}
+
+
+# a check passes when it found nothing; the first things found are shown
+
+sub _check {
+    my ($self, $found, $name) = @_;
+
+    my @found = grep { defined } @$found;
+    my $n = @found;
+
+    splice @found, 5 if @found > 5;
+    push @found, '... (' . ($n - 5) . ' more)' if $n > 5;
+
+    return $self->_result(!$n, $self->_label($name),
+                          @found ? ("found $n:", @found) : ());
+}
+
+
+# one assertion; a failure says what was found
+
+sub _result {
+    my ($self, $ok, $name, @diag) = @_;
+
+    if (${^GLOBAL_PHASE} eq 'DESTRUCT') {
+        warn "not ok: $name\n", map { "# $_\n" } @diag unless $ok;
+        return $ok;
+    }
+
+    # after the plan only a failure may be added
+    return $ok if $ok && defined Test::More->builder->has_plan;
+
+    local $Test::Builder::Level = $Test::Builder::Level + 2;
+
+    Test::More::ok($ok, $name) or Test::More::diag(join "\n", @diag);
+
+    return $ok;
+}
+
+
+# the name of a check, with the instance's name for a second instance
+
+sub _label {
+    my ($self, $name) = @_;
+
+    return $self->{name} ? "$self->{name}: $name" : $name;
 }
 
 
@@ -889,12 +1142,9 @@ sub _valgrind_check {
         }
     }
 
-    Test::More::is(scalar @errors, 0, 'valgrind reports no memory errors')
-        or Test::More::diag(join "\n", grep { defined } @errors[0 .. 2]);
+    $self->_check(\@errors, 'valgrind reports no memory errors');
 
-    Test::More::is(scalar @leaks, 0,
-                   'valgrind reports no definite leak from the module')
-        or Test::More::diag(join "\n", grep { defined } @leaks[0 .. 2]);
+    $self->_check(\@leaks, 'valgrind reports no definite leak from the module');
 }
 
 
