@@ -2,6 +2,17 @@ SHELL := /bin/bash
 
 # Builds the dynamic module against Debian's nginx-dev sources, the core
 # unit tests, and runs the test suite.
+#
+# NGINX_SRC is the nginx source tree the module is built against: the
+# version of the nginx binary that will load it (docs/install.md).  A tree
+# with a conf_flags file (Debian's nginx-dev) is configured with Debian's
+# arguments; any other (nginx.org's tarball) with --with-compat alone,
+# which makes a module that loads into any nginx of that version built
+# with --with-compat (Debian's and nginx.org's packages are).  A tree
+# without ./configure (a clone of nginx's repository) runs auto/configure.
+# Build for another tree into a directory of its own, or after make clean:
+#
+#   make NGINX_SRC=$HOME/nginx-1.30.0 BUILD=build/1.30
 
 NGINX_SRC ?= /usr/share/nginx/src
 BUILD     := build
@@ -39,8 +50,12 @@ $(BUILD)/nginx/objs/Makefile: config
 	rm -rf $(BUILD)/nginx
 	mkdir -p $(BUILD)
 	cp -r $(NGINX_SRC) $(BUILD)/nginx
-	cd $(BUILD)/nginx && . ./conf_flags \
-	    && ./configure "$${NGX_CONF_FLAGS[@]}" \
+	cd $(BUILD)/nginx \
+	    && if [ -f conf_flags ]; then . ./conf_flags; \
+	       else NGX_CONF_FLAGS=(--with-compat); fi \
+	    && if [ -x configure ]; then configure=./configure; \
+	       else configure=auto/configure; fi \
+	    && $$configure "$${NGX_CONF_FLAGS[@]}" \
 	        --with-cc-opt="$(NGX_CC_OPT)" \
 	        --add-dynamic-module=$(CURDIR) > ../configure.log
 
