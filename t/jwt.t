@@ -138,9 +138,10 @@ is(verdict($t->get('/pem', Authorization => "BEARER $tok")), '200', 'the scheme 
 is(verdict($t->get('/pem', Authorization => "Bearer    $tok")), '200', 'spaces after the scheme are skipped');
 is(verdict($t->get('/pem', Authorization => $tok)), '200', 'a bare token passes');
 is(verdict($t->get('/pem')), '401 missing', 'a request without Authorization is refused as missing');
-like(verdict($t->get('/pem', Authorization => '')), qr/^401 (missing|malformed)$/, 'an empty Authorization header is refused');
-like(verdict($t->get('/pem', Authorization => 'Bearer')), qr/^401 (missing|malformed)$/, 'a scheme without a token is refused');
-like(verdict($t->get('/pem', Authorization => 'Bearer ')), qr/^401 (missing|malformed)$/, 'a scheme and a space without a token are refused');
+is(verdict($t->get('/pem', Authorization => '')), '401 missing', 'an empty Authorization header is refused as missing');
+is(verdict($t->get('/pem', Authorization => 'Bearer')), '401 missing', 'a scheme without a token is refused as missing');
+is(verdict($t->get('/pem', Authorization => 'Bearer ')), '401 missing', 'a scheme and a space without a token are refused as missing');
+is(verdict($t->get('/pem', Authorization => 'bearer    ')), '401 missing', 'a scheme in lower case and spaces without a token are refused as missing');
 is(verdict($t->get('/pem', Authorization => 'Basic dXNlcjpwYXNzd29yZA==')), '401 malformed', 'a Basic credential is refused as malformed');
 is(verdict($t->get('/pem', Authorization => "Bearer $tok trailing")), '401 malformed', 'text after the token is refused as malformed');
 is(verdict($t->get('/pem', Authorization => "Token $tok")), '401 malformed', 'another scheme is refused as malformed');
