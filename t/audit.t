@@ -33,6 +33,11 @@ http {
     include %%CONFD%%/audit.conf;
     include %%CONFD%%/ratelimit.conf;
 
+    # one request a minute: "the next one at once" is refused however slow
+    # the client is (at the shipped 10r/s it would need to come within
+    # 100 ms)
+    limit_req_zone $token_scope_seller zone=one_per_minute:1m rate=1r/m;
+
     token_scope_key_file %%KEYS%%/e1.pem kid=e1;
 
     token_scope_operations mini {
@@ -70,7 +75,7 @@ http {
 
         location /limited {
             token_scope marketplace;
-            limit_req zone=per_seller nodelay;
+            limit_req zone=one_per_minute nodelay;
             proxy_pass http://backend;
         }
 
@@ -92,7 +97,7 @@ http {
         token_scope marketplace;
 
         location /server-limited {
-            limit_req zone=per_seller nodelay;
+            limit_req zone=one_per_minute nodelay;
             proxy_pass http://backend;
         }
     }

@@ -131,9 +131,14 @@ is($rc, 0, 'the per-location directives without token_scope_redis')
 
 my $socket = $redis->socket;
 
+# max_stale=4s: the state is pinged every second, so it is sure to stay
+# current for 4 - 1 s (less a PING's round trip) after the link is lost
+my $MAX_STALE = 4;
+my $PING = 1;
+
 my $running = revocation_config(
     redis => "unix:$socket db=3 prefix=shop: password=%%PASSWORD%%"
-             . ' lifetime=1h timeout=200ms max_stale=2s',
+             . " lifetime=1h timeout=200ms max_stale=${MAX_STALE}s",
     reason_header => 1, allow => 1);
 
 sub running {
@@ -204,14 +209,14 @@ is($rc, 0, 'scripts/revoke over the unix socket, db 3, prefix shop:')
     or diag($out);
 like($out, qr/[1-9]\d* subscriber/, 'the node hears it');
 
-ok(wait_for(sub { v('/', $tok) eq '401 revoked' }, 2), 'the token is refused');
+ok(wait_for(sub { v('/', $tok) eq '401 revoked' }, $MAX_STALE), 'the token is refused');
 
 is($redis->cli('-n', 3, 'SISMEMBER', 'shop:revoked', $id), '1',
    'the key is shop:revoked in db 3');
 
 ($rc, $out) = script('unrevoke', '--db', 3, '--prefix', 'shop:', $id);
 is($rc, 0, 'scripts/unrevoke') or diag($out);
-ok(wait_for(sub { v('/', $tok) eq '200' }, 2), 'passes again');
+ok(wait_for(sub { v('/', $tok) eq '200' }, $MAX_STALE), 'passes again');
 
 # lifetime=1h: the issue time of a token without iat and UUIDv7 id is
 # exp - 1h
@@ -232,37 +237,47 @@ my $v7 = $t->mint('e1', @mp, '--claim', "sid=\"$sid\"", '--claim', 'iat=null',
                      $T);
 is($rc, 0, 'scripts/revoke-seller') or diag($out);
 
-ok(wait_for(sub { v('/', $old) eq '401 revoked' }, 2),
+ok(wait_for(sub { v('/', $old) eq '401 revoked' }, $MAX_STALE),
    'lifetime=1h: exp - 1h before the seller revocation: refused');
 is(v('/', $new), '200', 'exp - 1h after it: passes');
 is(v('/', $v7), '401 revoked', 'the UUIDv7 time is used before exp');
 
 ($rc, $out) = script('unrevoke-seller', '--db', 3, '--prefix', 'shop:', $sid);
 is($rc, 0, 'scripts/unrevoke-seller') or diag($out);
-ok(wait_for(sub { v('/', $old) eq '200' }, 2), 'passes again');
+ok(wait_for(sub { v('/', $old) eq '200' }, $MAX_STALE), 'passes again');
 
 
 # a wrong password: said in the log, then the stale policy
 
 my $gone = $t->mint('e1', @mp);
 script('revoke', '--db', 3, '--prefix', 'shop:', token_claims($gone)->{id});
-ok(wait_for(sub { v('/', $gone) eq '401 revoked' }, 2), 'one token revoked');
+ok(wait_for(sub { v('/', $gone) eq '401 revoked' }, $MAX_STALE), 'one token revoked');
 
 my @before = redis_state_lines($t);
 
 running($WRONG);
+
+# the old workers pinged Redis until the reload's signal, after this
+my $reloading = time();
 reload($t);
-my $reloaded = time();
 
 ok(wait_for(sub {
           grep { /auth|password|WRONGPASS|NOAUTH/i } lines_since(scalar @before)
    }, 5), 'wrong password: the log says so')
     or diag(join "\n", redis_state_lines($t));
 
-is(v('/', $tok), '200', 'within max_stale: the last known state serves')
-    if time() - $reloaded < 1.5;
+my $within = v('/', $tok);
+my $age = time() - $reloading;
 
-ok(wait_for(sub { v('/', $tok) eq '503 redis_unavailable' }, 5),
+SKIP: {
+    skip(sprintf('the request came %.2fs after the reload, when the state '
+                 . 'may already be older than max_stale=%ds', $age,
+                 $MAX_STALE), 1) if $age >= $MAX_STALE - $PING - 0.5;
+
+    is($within, '200', 'within max_stale: the last known state serves');
+}
+
+ok(wait_for(sub { v('/', $tok) eq '503 redis_unavailable' }, 3 * $MAX_STALE),
    'after max_stale: deny refuses with redis_unavailable');
 is(v('/allow', $tok), '200', 'allow passes');
 is(v('/allow', $gone), '401 revoked', 'allow: the known revoked id is refused');

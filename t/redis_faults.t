@@ -25,10 +25,21 @@ my $redis = TokenScope::Redis->new($t);
 
 $t->keygen('ES256', 'e1');
 
-my $MAX_STALE = 2;
+# the times every check is derived from: the state is pinged every
+# max_stale/3, at most every second; after the link is lost the state is
+# sure to stay current for max_stale less a PING interval (less its round
+# trip); a request that waited on Redis would take up to the timeout, so
+# one answered in half of it did not; a reconnect waits at most 5s
+my $MAX_STALE = 4;
+my $TIMEOUT = 1;
+my $PING = 1;
+my $FRESH = $MAX_STALE - $PING - 0.3;
+my $PROMPT = $TIMEOUT / 2;
+my $BACKOFF = 5;
 
 $t->write_config(revocation_config(
-    redis => '127.0.0.1:' . $redis->port . ' timeout=200ms max_stale=2s',
+    redis => '127.0.0.1:' . $redis->port
+             . " timeout=${TIMEOUT}s max_stale=${MAX_STALE}s",
     worker_header => 1, reason_header => 1, allow => 1, norevoke => 1));
 
 
@@ -74,20 +85,19 @@ my $ok = $t->mint('e1', @mp);
 my $gone = $t->mint('e1', @mp);
 
 
-# Redis absent when nginx starts: requests are answered at once
+# Redis absent when nginx starts: nothing is synced, so deny refuses at
+# once (docs/revocation.md, "before its first sync completes")
 
-my $started = time();
 $t->run();
 
 my ($v, $s) = timed('/', $ok);
-like($v, qr/^(200|503 redis_unavailable)$/,
-     "Redis absent at start: the request is answered ($v)");
-cmp_ok($s, '<', 0.2, 'promptly');
+is($v, '503 redis_unavailable', 'Redis absent at start: deny refuses with 503 before any sync');
+cmp_ok($s, '<', $PROMPT, sprintf('promptly (%.2fs)', $s));
 
 is(v('/norevoke', $ok), '200', 'revocation off passes');
 
-ok(wait_for(sub { v('/', $ok) eq '503 redis_unavailable' }, $MAX_STALE + 2),
-   'deny: 503 redis_unavailable once max_stale has passed');
+ok(wait_for(sub { v('/', $ok) eq '503 redis_unavailable' }, 2 * $MAX_STALE),
+   'deny: 503 redis_unavailable while Redis is absent');
 
 my $r = $t->get('/', Authorization => "Bearer $ok");
 is($r->{json}{detail}, 'token problem; revocation state unavailable',
@@ -96,11 +106,11 @@ is($r->{headers}{'x-ts-reason'}, 'redis_unavailable', '$token_scope_reason');
 
 my ($all, $max) = burst('/', $ok, 20);
 is($all, '503 redis_unavailable', 'deny: on every request');
-cmp_ok($max, '<', 0.2, 'each answered promptly');
+cmp_ok($max, '<', $PROMPT, sprintf('each answered promptly (slowest %.2fs)', $max));
 
 ($all, $max) = burst('/allow', $ok, 20);
 is($all, '200', 'allow: the request passes');
-cmp_ok($max, '<', 0.2, 'promptly');
+cmp_ok($max, '<', $PROMPT, sprintf('promptly (slowest %.2fs)', $max));
 
 is(v('/norevoke', $ok), '200', 'revocation off passes');
 
@@ -117,13 +127,13 @@ cmp_ok(scalar @after - scalar @before, '<=', 1,
 
 $redis->start();
 
-ok(wait_for(sub { v('/', $ok) eq '200' }, 7),
+ok(wait_for(sub { v('/', $ok) eq '200' }, $BACKOFF + 5),
    'Redis started: the node connects and requests pass');
 like($t->read_file('error.log'), qr/redis.*connected/i, 'logged: connected');
 like($t->read_file('error.log'), qr/redis.*synced/i, 'logged: synced');
 
 $redis->revoke(token_claims($gone)->{id});
-ok(wait_for(sub { v('/', $gone) eq '401 revoked' }, 2), 'revocation works');
+ok(wait_for(sub { v('/', $gone) eq '401 revoked' }, $MAX_STALE), 'revocation works');
 
 
 # Redis killed: the last known state serves until max_stale
@@ -133,20 +143,26 @@ my $late = $t->mint('e1', @mp);
 my $undone = $t->mint('e1', @mp);
 
 $redis->revoke(token_claims($undone)->{id});
-ok(wait_for(sub { v('/', $undone) eq '401 revoked' }, 2), 'one more revoked');
+ok(wait_for(sub { v('/', $undone) eq '401 revoked' }, $MAX_STALE), 'one more revoked');
 
+my $log_at_kill = length $t->read_file('error.log');
 $redis->kill9();
 my $killed = time();
 
-($all, $max) = burst('/', $ok, 10);
-is($all, '200', 'Redis killed: valid tokens still pass');
-cmp_ok($max, '<', 0.2, 'promptly');
+my ($ok_all, $ok_max) = burst('/', $ok, 10);
+my ($gone_all, $gone_max) = burst('/', $gone, 10);
+my $took = time() - $killed;
 
-($all, $max) = burst('/', $gone, 10);
-is($all, '401 revoked', 'revoked tokens are still refused');
-cmp_ok($max, '<', 0.2, 'promptly');
+SKIP: {
+    skip(sprintf('20 requests took %.2fs, past the %.1fs the state is sure '
+                 . 'to stay current', $took, $FRESH), 5) if $took >= $FRESH;
 
-cmp_ok(time() - $killed, '<', $MAX_STALE, '(all that within max_stale)');
+    is($ok_all, '200', 'Redis killed: valid tokens still pass');
+    cmp_ok($ok_max, '<', $PROMPT, sprintf('promptly (slowest %.2fs)', $ok_max));
+    is($gone_all, '401 revoked', 'revoked tokens are still refused');
+    cmp_ok($gone_max, '<', $PROMPT, sprintf('promptly (slowest %.2fs)', $gone_max));
+    unlike(substr($t->read_file('error.log'), $log_at_kill), qr/older than max_stale/, '(all that within max_stale: the state was never called stale)');
+}
 
 # restarted with no data, reachable over its unix socket only: what is
 # written now, without PUBLISH, is what the node must find on reconnect
@@ -156,12 +172,13 @@ $redis->start(hidden => 1);
 $redis->cli_socket('SADD', 'token_scope:revoked', token_claims($gone)->{id},
                    token_claims($late)->{id});
 
-($all) = burst('/', $late, 5);
-is($all, '200', 'not known before the reconnect') if time() - $killed < 1.5;
+# at /allow, so that a state grown stale meanwhile changes nothing
+($all) = burst('/allow', $late, 5);
+is($all, '200', 'not known before the reconnect');
 
 $redis->expose();
 
-ok(wait_for(sub { v('/', $late) eq '401 revoked' }, 7),
+ok(wait_for(sub { v('/', $late) eq '401 revoked' }, $BACKOFF + 5),
    'a revocation written during the outage applies after the reconnect');
 is(v('/', $gone), '401 revoked', 'the one rewritten is still refused');
 is(v('/', $undone), '200',
@@ -169,7 +186,7 @@ is(v('/', $undone), '200',
 is(v('/', $ok), '200', 'valid tokens pass');
 
 $redis->revoke(token_claims($fresh)->{id});
-ok(wait_for(sub { v('/', $fresh) eq '401 revoked' }, 2),
+ok(wait_for(sub { v('/', $fresh) eq '401 revoked' }, $MAX_STALE),
    'pub/sub works after the reconnect');
 
 
@@ -178,15 +195,25 @@ ok(wait_for(sub { v('/', $fresh) eq '401 revoked' }, 2),
 $redis->kill9();
 $killed = time();
 
-is(v('/', $ok), '200', 'killed again: passes within max_stale');
+$v = v('/', $ok);
+$took = time() - $killed;
 
-ok(wait_for(sub { v('/', $ok) eq '503 redis_unavailable' }, $MAX_STALE + 2),
+SKIP: {
+    skip(sprintf('the request took %.2fs, past the %.1fs the state is sure '
+                 . 'to stay current', $took, $FRESH), 1) if $took >= $FRESH;
+
+    is($v, '200', 'killed again: passes within max_stale');
+}
+
+# the state's age is counted in whole seconds from the last PING answered
+ok(wait_for(sub { v('/', $ok) eq '503 redis_unavailable' }, 2 * $MAX_STALE),
    'deny: 503 redis_unavailable after max_stale');
-cmp_ok(time() - $killed, '>=', $MAX_STALE - 0.5, 'not before max_stale');
+$took = time() - $killed;
+cmp_ok($took, '>=', $MAX_STALE - $PING - 0.2, sprintf('not before max_stale, less a PING interval (%.2fs)', $took));
 
 ($all, $max) = burst('/allow', $ok, 10);
 is($all, '200', 'allow: valid tokens pass');
-cmp_ok($max, '<', 0.2, 'promptly');
+cmp_ok($max, '<', $PROMPT, sprintf('promptly (slowest %.2fs)', $max));
 
 is(v('/allow', $gone), '401 revoked',
    'allow: a token known to be revoked is still refused');
@@ -204,7 +231,7 @@ $redis->start(hidden => 1);
 $redis->cli_socket('SADD', 'token_scope:revoked', token_claims($gone)->{id});
 $redis->expose();
 
-ok(wait_for(sub { v('/', $ok) eq '200' }, 7),
+ok(wait_for(sub { v('/', $ok) eq '200' }, $BACKOFF + 5),
    'Redis back: the deny location passes again');
 is(v('/', $gone), '401 revoked', 'and refuses the revoked token');
 
@@ -216,38 +243,43 @@ my $stopped_tok = $t->mint('e1', @mp);
 $redis->pause();
 my $paused = time();
 
-my @slow;
+# requests for as long as the state is sure to stay current: the PING
+# times out (by PING + TIMEOUT = 2s) and the reconnect hangs meanwhile
+my (@slow, $n);
 
-for (1 .. 10) {
+while (time() - $paused < $FRESH - $PROMPT) {
     for my $case ([ '/', $ok, '200' ], [ '/', $gone, '401 revoked' ]) {
         my ($v, $s) = timed($case->[0], $case->[1]);
-        push @slow, "$case->[0] $v ${s}s" if $v ne $case->[2] || $s > 0.2;
+        $n++;
+        push @slow, sprintf('%s %s %.2fs', $case->[0], $v, $s)
+            if $v ne $case->[2] || $s >= $PROMPT;
     }
-    sleep 0.05;
+
+    sleep 0.01;
 }
 
 is(scalar @slow, 0, 'Redis stopped: requests answered as before, promptly')
     or diag(join "\n", @slow);
-cmp_ok(time() - $paused, '<', $MAX_STALE, '(within max_stale)');
+cmp_ok($n, '>=', 10, "($n requests within max_stale, while the link timed out)");
 
-ok(wait_for(sub { v('/', $ok) eq '503 redis_unavailable' }, $MAX_STALE + 3),
+ok(wait_for(sub { v('/', $ok) eq '503 redis_unavailable' }, 2 * $MAX_STALE),
    'a stopped Redis makes the state stale: deny after max_stale');
 
 ($all, $max) = burst('/allow', $ok, 10);
 is($all, '200', 'allow: passes');
-cmp_ok($max, '<', 0.2, 'promptly');
+cmp_ok($max, '<', $PROMPT, sprintf('promptly (slowest %.2fs)', $max));
 
 ($all, $max) = burst('/', $ok, 10);
 is($all, '503 redis_unavailable', 'deny: refuses');
-cmp_ok($max, '<', 0.2, 'promptly');
+cmp_ok($max, '<', $PROMPT, sprintf('promptly (slowest %.2fs)', $max));
 
 $redis->resume();
 
-ok(wait_for(sub { v('/', $ok) eq '200' }, 7),
+ok(wait_for(sub { v('/', $ok) eq '200' }, $BACKOFF + 5),
    'Redis continued: requests pass again');
 
 $redis->revoke(token_claims($stopped_tok)->{id});
-ok(wait_for(sub { v('/', $stopped_tok) eq '401 revoked' }, 2),
+ok(wait_for(sub { v('/', $stopped_tok) eq '401 revoked' }, $MAX_STALE),
    'and revocation works');
 
 

@@ -30,10 +30,15 @@ my $replica = TokenScope::Redis->new($near, name => 'replica',
                                      replicaof => $primary);
 
 
+# a change is in force a few ms after its PUBLISH (docs/revocation.md):
+# the checks allow it max_stale, the longest a revocation may go
+# unnoticed, and poll for twice that before they give up
+my $MAX_STALE = 2;
+
 for my $pair ([ $near, $primary ], [ $far, $replica ]) {
     my ($t, $r) = @$pair;
     $t->write_config(revocation_config(
-        redis => '127.0.0.1:' . $r->port . ' timeout=200ms max_stale=2s',
+        redis => '127.0.0.1:' . $r->port . " timeout=200ms max_stale=${MAX_STALE}s",
         keys => $near->keydir, worker_header => 1));
 }
 
@@ -66,14 +71,16 @@ sub v {
     return verdict($t->get('/', Authorization => "Bearer $token"));
 }
 
+# "VERDICTS on N workers" of 16 connections, more if they all went to
+# one worker (reuseport spreads them by a hash of their ports)
+
 sub everywhere {
-    my ($t, $token, $expect) = @_;
+    my ($t, $token) = @_;
 
-    for (1 .. 16) {
-        return 0 if v($t, $token) ne $expect;
-    }
+    my ($all, $workers) = $t->every_worker('/', $token, 16);
+    ($all, $workers) = $t->every_worker('/', $token, 60) if $workers < 2;
 
-    return 1;
+    return "$all on $workers workers";
 }
 
 my @mp = ('--categories', 'marketplace');
@@ -92,13 +99,13 @@ my ($rc, $out) = $primary->script('revoke', $id);
 is($rc, 0, 'scripts/revoke on the primary') or diag($out);
 
 my $start = time();
-ok(wait_for(sub { v($far, $tok) eq '401 revoked' }, 2),
+ok(wait_for(sub { v($far, $tok) eq '401 revoked' }, 2 * $MAX_STALE),
    'far (replica): the token is refused');
 my $took = time() - $start;
-cmp_ok($took, '<', 1, sprintf('within a second (%.3fs)', $took));
+cmp_ok($took, '<', $MAX_STALE, sprintf('within max_stale (%.3fs)', $took));
 
-ok(everywhere($far, $tok, '401 revoked'), 'far: on every worker');
-ok(wait_for(sub { v($near, $tok) eq '401 revoked' }, 2),
+is(everywhere($far, $tok), '401 revoked on 2 workers', 'far: on every worker');
+ok(wait_for(sub { v($near, $tok) eq '401 revoked' }, 2 * $MAX_STALE),
    'near (primary): refused too');
 
 is($replica->cli('SISMEMBER', 'token_scope:revoked', $id), '1',
@@ -110,8 +117,8 @@ like($out, qr/READONLY/, 'and says the replica is read-only');
 
 ($rc, $out) = $primary->script('unrevoke', $id);
 is($rc, 0, 'scripts/unrevoke on the primary') or diag($out);
-ok(wait_for(sub { v($far, $tok) eq '200' }, 2), 'far: passes again');
-ok(everywhere($far, $tok, '200'), 'far: on every worker');
+ok(wait_for(sub { v($far, $tok) eq '200' }, 2 * $MAX_STALE), 'far: passes again');
+is(everywhere($far, $tok), '200 on 2 workers', 'far: on every worker');
 
 
 # a seller revoked on the primary
@@ -120,12 +127,12 @@ my $sid = token_claims($tok)->{sid};
 
 ($rc, $out) = $primary->script('revoke-seller', $sid, int(time()) + 1);
 is($rc, 0, 'scripts/revoke-seller on the primary') or diag($out);
-ok(wait_for(sub { v($far, $tok) eq '401 revoked' }, 2),
+ok(wait_for(sub { v($far, $tok) eq '401 revoked' }, 2 * $MAX_STALE),
    'far: the seller\'s token is refused');
 
 ($rc, $out) = $primary->script('unrevoke-seller', $sid);
 is($rc, 0, 'scripts/unrevoke-seller on the primary') or diag($out);
-ok(wait_for(sub { v($far, $tok) eq '200' }, 2), 'far: passes again');
+ok(wait_for(sub { v($far, $tok) eq '200' }, 2 * $MAX_STALE), 'far: passes again');
 
 
 # written to the primary without PUBLISH: replicated, applied on resync
@@ -137,30 +144,29 @@ $far->remember($quiet);
 is($primary->cli('SADD', 'token_scope:revoked', $quiet_id), '1',
    'raw SADD on the primary');
 ok(wait_for(sub { $replica->cli('SISMEMBER', 'token_scope:revoked',
-                                $quiet_id) eq '1' }, 2),
+                                $quiet_id) eq '1' }, 2 * $MAX_STALE),
    'replicated');
 
 reload($far);
 
 ok(wait_for(sub { v($far, $quiet) eq '401 revoked' }, 5),
    'far: refused after a reload (resync from the replica)');
-ok(everywhere($far, $quiet, '401 revoked'), 'far: on every worker');
+is(everywhere($far, $quiet), '401 revoked on 2 workers', 'far: on every worker');
 
 
 # the primary down: the instance on the replica keeps a fresh state
 
 $primary->kill9();
 
-sleep 2.5;
+# the state's age is counted in whole seconds: max_stale=2s may take
+# nearly 3 to pass; once near refuses, max_stale has passed for far too
+ok(wait_for(sub { v($near, $tok) eq '503 redis_unavailable' }, 3 * $MAX_STALE),
+   'near (primary gone) applies redis_down deny');
 
 is(v($far, $quiet), '401 revoked',
    'primary down: far still refuses the revoked token');
 is(v($far, $near->mint('e1', @mp)), '200',
    'and passes valid ones after max_stale (its replica is up)');
-# the state's age is counted in whole seconds: max_stale=2s may take
-# nearly 3 to pass
-ok(wait_for(sub { v($near, $tok) eq '503 redis_unavailable' }, 2),
-   'near (primary gone) applies redis_down deny');
 
 
 # the far instance: the harness checks of its logs
