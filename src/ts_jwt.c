@@ -315,8 +315,12 @@ ts_token_parse_header(ts_token_t *tok, ts_str_t *header, unsigned char **p)
     ts_reason_e    rc;
     json_error_t   error;
 
-    root = json_loadb((const char *) header->data, header->len,
-                      JSON_REJECT_DUPLICATES, &error);
+    /* JSON has no raw NUL; Jansson would stop reading at one */
+    root = memchr(header->data, '\0', header->len) == NULL
+           ? json_loadb((const char *) header->data, header->len,
+                        JSON_REJECT_DUPLICATES, &error)
+           : NULL;
+
     if (root == NULL) {
         tok->error = "header is not valid JSON";
         return TS_MALFORMED;
@@ -384,8 +388,11 @@ ts_token_parse_claims(ts_token_t *tok, ts_str_t *payload, unsigned char **p,
     ts_reason_e    rc;
     json_error_t   error;
 
-    root = json_loadb((const char *) payload->data, payload->len,
-                      JSON_REJECT_DUPLICATES, &error);
+    root = memchr(payload->data, '\0', payload->len) == NULL
+           ? json_loadb((const char *) payload->data, payload->len,
+                        JSON_REJECT_DUPLICATES, &error)
+           : NULL;
+
     if (root == NULL) {
         tok->error = "payload is not valid JSON";
         return TS_MALFORMED;

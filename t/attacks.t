@@ -530,10 +530,7 @@ sub json_value {
 
     return [ 'string', json_string() ] if /\G"/gc;
 
-    # Jansson 2.14 reads one character past a number or a literal and
-    # puts it back; a NUL put back is lost, so "12345\0}" reads as
-    # "12345}" (docs/errors.md says bad JSON is malformed: reported)
-    if (/\G(-?(?:0|[1-9][0-9]*))(\.[0-9]+)?([eE][+-]?[0-9]+)?\0?/gc) {
+    if (/\G(-?(?:0|[1-9][0-9]*))(\.[0-9]+)?([eE][+-]?[0-9]+)?/gc) {
         my ($int, $frac, $exp) = ($1, $2, $3);
 
         if (!defined $frac && !defined $exp) {
@@ -549,7 +546,7 @@ sub json_value {
         return [ 'real', $real ];
     }
 
-    return [ $1 ] if /\G(true|false|null)\0?/gc;
+    return [ $1 ] if /\G(true|false|null)/gc;
 
     die "not a value\n";
 }

@@ -257,6 +257,7 @@ pem_of(EVP_PKEY *pkey, char *buf, size_t size)
 static void
 test_parse(void)
 {
+    size_t       n;
     ts_token_t   tok;
     char         token[TOKEN_MAX];
 
@@ -285,6 +286,17 @@ test_parse(void)
        "a string exp is malformed");
     ok(parse_claims(&tok, "{\"exp\":1,\"exp\":2}") == TS_MALFORMED,
        "duplicate claims are malformed");
+
+    /* Jansson would read "7\0}" as "7}": JSON has no raw NUL anywhere */
+    n = encode(token, (const unsigned char *) "{\"alg\":\"ES256\"}",
+               sizeof("{\"alg\":\"ES256\"}") - 1);
+    token[n++] = '.';
+    n += encode(token + n, (const unsigned char *) "{\"exp\":1,\"oid\":7\0}",
+                sizeof("{\"exp\":1,\"oid\":7\0}") - 1);
+    strcpy(token + n, ".AAAA");
+    ok(parse(&tok, token) == TS_MALFORMED,
+       "a raw NUL byte after a number in the payload is malformed");
+
     ok(parse_claims(&tok, "{\"exp\":1,\"s\":-1}") == TS_MALFORMED,
        "a negative s is malformed");
     ok(parse_claims(&tok, "{\"exp\":1,\"s\":18446744073709551616}")
