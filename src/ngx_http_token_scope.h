@@ -147,6 +147,7 @@ typedef struct {
     ngx_http_token_scope_redis_conf_t  *redis;
     ngx_http_token_scope_cache_conf_t  *cache;
     ngx_shm_zone_t             *status_zone;
+    ngx_http_token_scope_counters_t  *counters;  /* in status_zone */
     ngx_uint_t                  opaque;      /* some location looks up */
     ngx_array_t                 kids;        /* of ngx_str_t, for status */
     ngx_array_t                 catalogs;    /* of ..._catalog_t */
@@ -310,6 +311,8 @@ char *ngx_http_token_scope_personal_from(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_token_scope_verify_warn(ngx_conf_t *cf, void *post,
     void *data);
+ngx_shm_zone_t *ngx_http_token_scope_shm_add(ngx_conf_t *cf, ngx_str_t *name,
+    size_t size, ngx_shm_zone_init_pt init, void *conf);
 ssize_t ngx_http_token_scope_zone_size(ngx_conf_t *cf, ngx_str_t *param,
     u_char *start);
 int ngx_http_token_scope_base64url(u_char *dst, size_t *dst_len,
