@@ -15,6 +15,7 @@ GLUE_SRCS := src/ngx_http_token_scope_module.c \
              src/ngx_http_token_scope_response.c \
              src/ngx_http_token_scope_operations.c \
              src/ngx_http_token_scope_redis.c \
+             src/ngx_http_token_scope_revocation.c \
              src/ngx_http_token_scope_hiredis.c \
              src/ngx_http_token_scope_opaque.c \
              src/ngx_http_token_scope_cache.c \

@@ -140,18 +140,18 @@ ngx_http_token_scope_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_token_scope_status_handler(ngx_http_request_t *r)
 {
-    size_t                               size;
-    time_t                               age;
-    ngx_int_t                            rc;
-    ngx_buf_t                           *b;
-    ngx_str_t                           *kid;
-    ngx_uint_t                           i, j, n;
-    ngx_chain_t                          out;
-    const char                          *name;
-    ngx_http_token_scope_counters_t     *counters;
-    ngx_http_token_scope_main_conf_t    *tmcf;
-    ngx_http_token_scope_cache_stats_t   cache;
-    ngx_http_token_scope_redis_state_t   redis;
+    size_t                                    size;
+    time_t                                    age;
+    ngx_int_t                                 rc;
+    ngx_buf_t                                *b;
+    ngx_str_t                                *kid;
+    ngx_uint_t                                i, j, n;
+    ngx_chain_t                               out;
+    const char                               *name;
+    ngx_http_token_scope_counters_t          *counters;
+    ngx_http_token_scope_main_conf_t         *tmcf;
+    ngx_http_token_scope_cache_stats_t        cache;
+    ngx_http_token_scope_revocation_state_t   redis;
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "token scope status handler");
@@ -169,7 +169,7 @@ ngx_http_token_scope_status_handler(ngx_http_request_t *r)
     counters = tmcf->counters;
 
     ngx_http_token_scope_cache_state(tmcf, &cache);
-    ngx_http_token_scope_redis_state(tmcf, &redis);
+    ngx_http_token_scope_revocation_state(tmcf, &redis);
 
     /* one line is at most a name, a label and a 20-digit number */
     n = NGX_HTTP_TOKEN_SCOPE_DECISIONS * TS_REASON_MAX + 64 + TS_TYPE_MAX
