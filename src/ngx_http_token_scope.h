@@ -383,6 +383,10 @@ ssize_t ngx_http_token_scope_zone_size(ngx_conf_t *cf, ngx_str_t *param,
     u_char *start);
 int ngx_http_token_scope_base64url(u_char *dst, size_t *dst_len,
     const u_char *src, size_t len);
+u_char *ngx_http_token_scope_read_file(ngx_conf_t *cf, ngx_str_t *name,
+    size_t *len);
+ngx_int_t ngx_http_token_scope_password_file(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_str_t *password);
 char *ngx_http_token_scope_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_token_scope_service_secrets(ngx_conf_t *cf,

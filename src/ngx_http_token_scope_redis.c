@@ -86,8 +86,9 @@ static ngx_http_token_scope_sync_t  ngx_http_token_scope_sync;
 
 
 /*
- * token_scope_redis ADDRESS [db=N] [password=...] [prefix=...]
- *     [timeout=TIME] [max_stale=TIME] [zone=SIZE] [lifetime=TIME];
+ * token_scope_redis ADDRESS [db=N] [user=NAME] [password=...]
+ *     [password_file=FILE] [prefix=...] [timeout=TIME] [max_stale=TIME]
+ *     [zone=SIZE] [lifetime=TIME];
  */
 
 char *
@@ -98,7 +99,7 @@ ngx_http_token_scope_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     u_char                             *p;
     ssize_t                             size;
     ngx_int_t                           n;
-    ngx_str_t                          *value, s;
+    ngx_str_t                          *value, s, file;
     ngx_url_t                           u;
     ngx_uint_t                          i;
     ngx_http_token_scope_redis_conf_t  *rcf;
@@ -114,6 +115,7 @@ ngx_http_token_scope_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
+    ngx_str_null(&file);
     ngx_str_set(&rcf->prefix, "token_scope:");
     rcf->timeout = 1000;
     rcf->max_stale = 30;
@@ -132,12 +134,33 @@ ngx_http_token_scope_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "user=", 5) == 0) {
+            rcf->user.data = value[i].data + 5;
+            rcf->user.len = value[i].len - 5;
+
+            if (rcf->user.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
             rcf->password.data = value[i].data + 9;
             rcf->password.len = value[i].len - 9;
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "password_file=", 14) == 0) {
+            file.data = value[i].data + 14;
+            file.len = value[i].len - 14;
+
+            if (file.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
 
         if (ngx_strncmp(value[i].data, "prefix=", 7) == 0) {
             rcf->prefix.data = value[i].data + 7;
@@ -192,6 +215,28 @@ ngx_http_token_scope_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         goto invalid;
+    }
+
+    if (file.len) {
+        if (rcf->password.len) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"password=\" and \"password_file=\" "
+                               "cannot both be set");
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_http_token_scope_password_file(cf, &file, &rcf->password)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (rcf->user.len && rcf->password.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"user=\" needs \"password=\" or "
+                           "\"password_file=\"");
+        return NGX_CONF_ERROR;
     }
 
     /* hiredis resolves names with a blocking call: resolve them here */
