@@ -37,6 +37,9 @@
 #define NGX_HTTP_TOKEN_SCOPE_BACKOFF_MIN  100
 #define NGX_HTTP_TOKEN_SCOPE_BACKOFF_MAX  1000
 
+/* hiredis' buffers read in one read event at most: 128K */
+#define NGX_HTTP_TOKEN_SCOPE_READS        8
+
 
 static void ngx_http_token_scope_redis_connect(ngx_event_t *ev);
 static ngx_int_t ngx_http_token_scope_redis_open(
@@ -690,6 +693,8 @@ ngx_http_token_scope_redis_read(ngx_event_t *ev)
     ngx_connection_t             *c = ev->data;
     ngx_http_token_scope_link_t  *link = c->data;
 
+    int                            avail;
+    ngx_uint_t                     n;
     ngx_http_token_scope_redis_t  *rd;
 
     rd = link->rd;
@@ -707,7 +712,23 @@ ngx_http_token_scope_redis_read(ngx_event_t *ev)
         return;
     }
 
-    redisAsyncHandleRead(link->ac);
+    /*
+     * hiredis reads 16K at a time: a large reply (a rescan's) is read on,
+     * up to NGX_HTTP_TOKEN_SCOPE_READS buffers, while it is awaited, so
+     * that its callback comes in this event and not a few loops later
+     */
+    for (n = 1; /* void */ ; n++) {
+        redisAsyncHandleRead(link->ac);
+
+        if (n == NGX_HTTP_TOKEN_SCOPE_READS
+            || link->ac == NULL
+            || link->ac->replies.head == NULL
+            || ngx_socket_nread(link->ac->c.fd, &avail) == -1
+            || avail == 0)
+        {
+            break;
+        }
+    }
 
     /* exiting: closed once the replies awaited are in */
     if (rd->exiting) {
