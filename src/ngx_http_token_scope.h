@@ -428,6 +428,7 @@ ngx_int_t ngx_http_token_scope_revocation_apply(
     ngx_http_token_scope_batch_t *batch, int64_t deadline);
 ngx_int_t ngx_http_token_scope_revocation_commit(ngx_uint_t *count);
 void ngx_http_token_scope_revocation_abort(void);
+void ngx_http_token_scope_revocation_exit(void);
 ngx_int_t ngx_http_token_scope_revocation_change(ts_revoke_msg_t *msg);
 ngx_int_t ngx_http_token_scope_revocation_fresh(ngx_uint_t connected);
 char *ngx_http_token_scope_redis(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -390,6 +390,7 @@ ngx_http_token_scope_redis_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_token_scope_redis_close(&sync->redis);
+    ngx_http_token_scope_revocation_exit();
 
     sync->rcf = NULL;
 }

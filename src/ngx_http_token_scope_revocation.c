@@ -82,7 +82,7 @@ static ngx_int_t ngx_http_token_scope_revocation_step(ts_table_t *t,
 static ngx_int_t ngx_http_token_scope_revocation_secrets(ts_table_t *t,
     ts_str_t *service, u_char *p, size_t len);
 static void ngx_http_token_scope_revocation_full(ts_table_t *t);
-static void ngx_http_token_scope_revocation_done(void);
+static void ngx_http_token_scope_revocation_end(void);
 
 
 static ngx_http_token_scope_writer_t  ngx_http_token_scope_writer;
@@ -431,7 +431,7 @@ ngx_http_token_scope_revocation_begin(void)
     if (w->pool == NULL) {
         w->pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, w->log);
         if (w->pool == NULL) {
-            ngx_http_token_scope_revocation_done();
+            ngx_http_token_scope_revocation_end();
             return NGX_ERROR;
         }
 
@@ -439,7 +439,7 @@ ngx_http_token_scope_revocation_begin(void)
                            sizeof(ngx_http_token_scope_replay_t))
             != NGX_OK)
         {
-            ngx_http_token_scope_revocation_done();
+            ngx_http_token_scope_revocation_end();
             return NGX_ERROR;
         }
     }
@@ -714,7 +714,7 @@ ngx_http_token_scope_revocation_commit(ngx_uint_t *count)
 
     rc = w->overflow ? NGX_AGAIN : NGX_OK;
 
-    ngx_http_token_scope_revocation_done();
+    ngx_http_token_scope_revocation_end();
 
     /* the active table took changes it had no room for until this one */
     w->active_full = 0;
@@ -747,12 +747,12 @@ ngx_http_token_scope_revocation_abort(void)
 
     ngx_shmtx_unlock(&shpool->mutex);
 
-    ngx_http_token_scope_revocation_done();
+    ngx_http_token_scope_revocation_end();
 }
 
 
 static void
-ngx_http_token_scope_revocation_done(void)
+ngx_http_token_scope_revocation_end(void)
 {
     ngx_http_token_scope_writer_t  *w;
 
@@ -767,6 +767,24 @@ ngx_http_token_scope_revocation_done(void)
 
     } else if (w->pool != NULL) {
         w->replay.nelts = 0;
+    }
+}
+
+
+/* the writer's process exits: what a rescan was given back too */
+
+void
+ngx_http_token_scope_revocation_exit(void)
+{
+    ngx_http_token_scope_writer_t  *w;
+
+    w = &ngx_http_token_scope_writer;
+
+    ngx_http_token_scope_revocation_abort();
+
+    if (w->pool != NULL) {
+        ngx_destroy_pool(w->pool);
+        w->pool = NULL;
     }
 }
 
