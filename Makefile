@@ -26,10 +26,12 @@ GLUE_SRCS := src/ngx_http_token_scope_module.c \
              src/ngx_http_token_scope_response.c \
              src/ngx_http_token_scope_operations.c \
              src/ngx_http_token_scope_redis.c \
+             src/ngx_http_token_scope_revocation.c \
              src/ngx_http_token_scope_hiredis.c \
              src/ngx_http_token_scope_opaque.c \
              src/ngx_http_token_scope_cache.c \
              src/ngx_http_token_scope_status.c \
+             src/ngx_http_token_scope_shm.c \
              src/ngx_http_token_scope_variables.c \
              src/ngx_http_token_scope_keys.c \
              src/ngx_http_token_scope_facts.c \

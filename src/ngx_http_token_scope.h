@@ -65,12 +65,14 @@ typedef struct {
 } ngx_http_token_scope_catalog_t;
 
 
-/* a hiredis connection driven by nginx's event loop */
-typedef struct {
-    struct redisAsyncContext   *ac;
-    ngx_connection_t           *conn;
-} ngx_http_token_scope_link_t;
+/* what a rescan batch holds (ngx_http_token_scope_batch_t) */
+#define NGX_HTTP_TOKEN_SCOPE_SCAN_IDS      1
+#define NGX_HTTP_TOKEN_SCOPE_SCAN_SELLERS  2
+#define NGX_HTTP_TOKEN_SCOPE_SCAN_SECRETS  3
 
+
+typedef struct ngx_http_token_scope_revocation_sh_s
+    ngx_http_token_scope_revocation_sh_t;
 
 typedef struct {
     ngx_str_t                   address;
@@ -78,6 +80,7 @@ typedef struct {
     in_port_t                   port;
     ngx_str_t                   unix_path;
     ngx_uint_t                  db;
+    ngx_str_t                   user;
     ngx_str_t                   password;
     ngx_str_t                   prefix;
     ngx_msec_t                  timeout;
@@ -89,7 +92,70 @@ typedef struct {
     char                       *key_opaque;  /* prefix + "opaque:" */
     char                       *channel;
     ngx_shm_zone_t             *shm_zone;
+    ngx_http_token_scope_revocation_sh_t  *sh;  /* in shm_zone */
 } ngx_http_token_scope_redis_conf_t;
+
+
+/* hiredis' own, known by name only outside the files that use hiredis */
+struct redisAsyncContext;
+struct redisReply;
+
+typedef struct ngx_http_token_scope_redis_s  ngx_http_token_scope_redis_t;
+
+/* one hiredis connection on nginx's event loop */
+typedef struct {
+    struct redisAsyncContext   *ac;
+    ngx_connection_t           *conn;
+    ngx_http_token_scope_redis_t  *rd;
+} ngx_http_token_scope_link_t;
+
+typedef void (*ngx_http_token_scope_reply_pt)(struct redisAsyncContext *ac,
+    void *reply, void *privdata);
+
+/*
+ * The connections of one user of Redis in a worker process (the sync,
+ * the lookups): commands, and a subscriber if there is a channel; kept
+ * by ngx_http_token_scope_hiredis.c
+ */
+struct ngx_http_token_scope_redis_s {
+    /* the user's, set before ngx_http_token_scope_redis_start() */
+    ngx_http_token_scope_redis_conf_t  *rcf;
+    char                       *channel;     /* NULL: no subscriber */
+    const char                 *outage;      /* what one means, for the log */
+    const char                 *recovered;   /* logged when it works again */
+    void                      (*on_ready)(ngx_http_token_scope_redis_t *rd);
+    void                      (*on_lost)(ngx_http_token_scope_redis_t *rd);
+    void                      (*message)(ngx_http_token_scope_redis_t *rd,
+                                         struct redisReply *reply);
+    void                       *data;
+    unsigned                    linger:1;    /* exiting: replies still come */
+    unsigned                    own_timeouts:1;  /* commands timed by user */
+
+    /* the layer's */
+    ngx_log_t                  *log;
+    ngx_http_token_scope_link_t  cmd;
+    ngx_http_token_scope_link_t  sub;
+    ngx_event_t                 reconnect;
+    ngx_event_t                 deadline;    /* of the handshake, a reply */
+    ngx_msec_t                  backoff;
+    ngx_uint_t                  greetings;   /* handshake replies to come */
+    unsigned                    ready:1;
+    unsigned                    subscribing:1;
+    unsigned                    failing:1;   /* an outage was logged */
+    unsigned                    exiting:1;
+    unsigned                    closed:1;    /* for good */
+};
+
+
+/* one reply of a rescan, copied out of hiredis' for the slices */
+typedef struct {
+    ngx_queue_t                 queue;
+    ngx_uint_t                  kind;        /* NGX_HTTP_TOKEN_SCOPE_SCAN_ */
+    ngx_uint_t                  n;
+    ngx_uint_t                  next;        /* the first not applied yet */
+    ngx_str_t                  *names;       /* ids, sellers or services */
+    ngx_str_t                  *values;      /* times, digests; ids: NULL */
+} ngx_http_token_scope_batch_t;
 
 
 typedef struct {
@@ -116,7 +182,7 @@ typedef struct {
     ngx_uint_t                  synced;
     time_t                      fresh;
     ngx_uint_t                  entries;
-} ngx_http_token_scope_redis_state_t;
+} ngx_http_token_scope_revocation_state_t;
 
 
 typedef struct ngx_http_token_scope_counters_s
@@ -147,6 +213,7 @@ typedef struct {
     ngx_http_token_scope_redis_conf_t  *redis;
     ngx_http_token_scope_cache_conf_t  *cache;
     ngx_shm_zone_t             *status_zone;
+    ngx_http_token_scope_counters_t  *counters;  /* in status_zone */
     ngx_uint_t                  opaque;      /* some location looks up */
     ngx_array_t                 kids;        /* of ngx_str_t, for status */
     ngx_array_t                 catalogs;    /* of ..._catalog_t */
@@ -310,10 +377,16 @@ char *ngx_http_token_scope_personal_from(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_token_scope_verify_warn(ngx_conf_t *cf, void *post,
     void *data);
+ngx_shm_zone_t *ngx_http_token_scope_shm_add(ngx_conf_t *cf, ngx_str_t *name,
+    size_t size, ngx_shm_zone_init_pt init, void *conf);
 ssize_t ngx_http_token_scope_zone_size(ngx_conf_t *cf, ngx_str_t *param,
     u_char *start);
 int ngx_http_token_scope_base64url(u_char *dst, size_t *dst_len,
     const u_char *src, size_t len);
+u_char *ngx_http_token_scope_read_file(ngx_conf_t *cf, ngx_str_t *name,
+    size_t *len);
+ngx_int_t ngx_http_token_scope_password_file(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_str_t *password);
 char *ngx_http_token_scope_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_token_scope_service_secrets(ngx_conf_t *cf,
@@ -330,8 +403,6 @@ char *ngx_http_token_scope_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void ngx_http_token_scope_cache_state(ngx_http_token_scope_main_conf_t *tmcf,
     ngx_http_token_scope_cache_stats_t *stats);
-void ngx_http_token_scope_redis_state(ngx_http_token_scope_main_conf_t *tmcf,
-    ngx_http_token_scope_redis_state_t *state);
 ngx_int_t ngx_http_token_scope_cache_lookup(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ngx_str_t *token, ts_token_t *tok,
     u_char *digest);
@@ -339,18 +410,38 @@ void ngx_http_token_scope_cache_store(ngx_http_request_t *r, ts_token_t *tok,
     u_char *digest);
 char *ngx_http_token_scope_cache(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-ngx_uint_t ngx_http_token_scope_redis_secret(ngx_http_request_t *r,
+ngx_uint_t ngx_http_token_scope_revocation_secret(ngx_http_request_t *r,
     ts_str_t *service, u_char *digest);
 ts_reason_e ngx_http_token_scope_revoked(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ts_token_t *tok);
+void ngx_http_token_scope_revocation_state(
+    ngx_http_token_scope_main_conf_t *tmcf,
+    ngx_http_token_scope_revocation_state_t *state);
+ngx_int_t ngx_http_token_scope_revocation_zone(ngx_conf_t *cf,
+    ngx_http_token_scope_redis_conf_t *rcf, size_t size);
+ngx_int_t ngx_http_token_scope_revocation_writer(
+    ngx_http_token_scope_redis_conf_t *rcf, ngx_log_t *log);
+int64_t ngx_http_token_scope_revocation_clock(void);
+int64_t ngx_http_token_scope_revocation_deadline(void);
+ngx_int_t ngx_http_token_scope_revocation_begin(void);
+ngx_int_t ngx_http_token_scope_revocation_apply(
+    ngx_http_token_scope_batch_t *batch, int64_t deadline);
+ngx_int_t ngx_http_token_scope_revocation_commit(ngx_uint_t *count);
+void ngx_http_token_scope_revocation_abort(void);
+void ngx_http_token_scope_revocation_exit(void);
+ngx_int_t ngx_http_token_scope_revocation_change(ts_revoke_msg_t *msg);
+ngx_int_t ngx_http_token_scope_revocation_fresh(ngx_uint_t connected);
 char *ngx_http_token_scope_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_token_scope_redis_init_process(ngx_cycle_t *cycle);
-ngx_int_t ngx_http_token_scope_redis_link(
-    ngx_http_token_scope_redis_conf_t *rcf, ngx_http_token_scope_link_t *link,
-    ngx_log_t *log,
-    void (*on_connect)(const struct redisAsyncContext *ac, int status),
-    void (*on_disconnect)(const struct redisAsyncContext *ac, int status));
+ngx_int_t ngx_http_token_scope_redis_start(ngx_http_token_scope_redis_t *rd,
+    ngx_cycle_t *cycle);
+ngx_int_t ngx_http_token_scope_redis_command(ngx_http_token_scope_redis_t *rd,
+    ngx_http_token_scope_reply_pt fn, void *privdata, const char *fmt, ...);
+void ngx_http_token_scope_redis_working(ngx_http_token_scope_redis_t *rd);
+void ngx_http_token_scope_redis_fail(ngx_http_token_scope_redis_t *rd,
+    const char *what, const char *err);
+void ngx_http_token_scope_redis_close(ngx_http_token_scope_redis_t *rd);
 ngx_int_t ngx_http_token_scope_opaque(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx,
     ngx_str_t *token, ngx_uint_t wait);

@@ -890,20 +890,12 @@ ngx_http_token_scope_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    ccf->shm_zone = ngx_shared_memory_add(cf, &name, size,
-                                          &ngx_http_token_scope_module);
+    ccf->shm_zone = ngx_http_token_scope_shm_add(cf, &name, size,
+                                        ngx_http_token_scope_cache_init_zone,
+                                        ccf);
     if (ccf->shm_zone == NULL) {
         return NGX_CONF_ERROR;
     }
-
-    if (ccf->shm_zone->data) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "duplicate zone \"%V\"", &name);
-        return NGX_CONF_ERROR;
-    }
-
-    ccf->shm_zone->init = ngx_http_token_scope_cache_init_zone;
-    ccf->shm_zone->data = ccf;
 
     tmcf->cache = ccf;
 

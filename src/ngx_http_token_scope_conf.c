@@ -17,40 +17,6 @@
 static void ngx_http_token_scope_cleanup_sha256(void *data);
 
 
-/*
- * The SIZE of a "zone=" parameter of token_scope_cache or token_scope_redis
- * (start: where it begins in param): a size nginx can parse, of 8 pages at
- * least, as a slab zone needs; NGX_ERROR once the mistake is told.
- */
-
-ssize_t
-ngx_http_token_scope_zone_size(ngx_conf_t *cf, ngx_str_t *param,
-    u_char *start)
-{
-    ssize_t    size;
-    ngx_str_t  s;
-
-    s.data = start;
-    s.len = param->data + param->len - start;
-
-    size = ngx_parse_size(&s);
-
-    if (size == NGX_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid zone size in \"%V\"",
-                           param);
-        return NGX_ERROR;
-    }
-
-    if (size < (ssize_t) (8 * ngx_pagesize)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zone \"%V\" is too small",
-                           param);
-        return NGX_ERROR;
-    }
-
-    return size;
-}
-
-
 static void
 ngx_http_token_scope_cleanup_sha256(void *data)
 {
@@ -101,10 +67,6 @@ ngx_http_token_scope_init_main_conf(ngx_conf_t *cf, void *conf)
 
     tmcf->request_id_index = ngx_http_get_variable_index(cf, &name);
     if (tmcf->request_id_index == NGX_ERROR) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_http_token_scope_status_zone(cf, tmcf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 

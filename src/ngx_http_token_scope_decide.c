@@ -664,7 +664,7 @@ ngx_http_token_scope_policy(ngx_http_request_t *r,
                                                 &ctx->token.service, digest);
 
         } else {
-            policy.secret_ok = ngx_http_token_scope_redis_secret(r,
+            policy.secret_ok = ngx_http_token_scope_revocation_secret(r,
                                                &ctx->token.service, digest);
         }
 

@@ -1,7 +1,8 @@
 
 /*
- * Files read at configuration time: verification keys (PEM or JWKS) and
- * service secrets.  The request path never reads a file.
+ * Files read at configuration time: verification keys (PEM or JWKS),
+ * service secrets and the password of Redis.  The request path never
+ * reads a file.
  */
 
 
@@ -16,12 +17,11 @@
 #define NGX_HTTP_TOKEN_SCOPE_FILE_MAX  (1024 * 1024)
 
 
-static u_char *ngx_http_token_scope_read_file(ngx_conf_t *cf,
-    ngx_str_t *name, size_t *len);
 static char *ngx_http_token_scope_note_kids(ngx_conf_t *cf,
     ts_keyset_t *keys);
 static void ngx_http_token_scope_cleanup_keys(void *data);
 static void ngx_http_token_scope_cleanup_secrets(void *data);
+static void ngx_http_token_scope_cleanup_password(void *data);
 
 
 char *
@@ -211,9 +211,74 @@ ngx_http_token_scope_service_secrets(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
-/* reads a configuration file whole into cf->temp_pool */
+/*
+ * A password from the first line of a file, read here, so that "nginx -T"
+ * shows the file's name and not the password; it is wiped with the
+ * configuration.
+ */
 
-static u_char *
+ngx_int_t
+ngx_http_token_scope_password_file(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_str_t *password)
+{
+    u_char              *p, *text, *end;
+    size_t               len;
+    ngx_int_t            rc;
+    ngx_pool_cleanup_t  *cln;
+
+    /* the cleanup exists before the copy it wipes */
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_token_scope_cleanup_password;
+    cln->data = password;
+
+    text = ngx_http_token_scope_read_file(cf, name, &len);
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    end = text + len;
+
+    for (p = text; p < end && *p != CR && *p != LF; p++) {
+        /* void */
+    }
+
+    rc = NGX_ERROR;
+
+    if (p == text) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "no password in \"%V\"", name);
+        goto done;
+    }
+
+    password->data = ngx_pnalloc(cf->pool, p - text);
+    if (password->data == NULL) {
+        goto done;
+    }
+
+    password->len = p - text;
+    ngx_memcpy(password->data, text, password->len);
+
+    rc = NGX_OK;
+
+done:
+
+    ngx_explicit_memzero(text, len);
+
+    return rc;
+}
+
+
+/*
+ * Reads a file named in the configuration whole into cf->temp_pool (a
+ * relative name is taken from the configuration's prefix); NULL once the
+ * mistake is told
+ */
+
+u_char *
 ngx_http_token_scope_read_file(ngx_conf_t *cf, ngx_str_t *name, size_t *len)
 {
     u_char           *p;
@@ -243,6 +308,11 @@ ngx_http_token_scope_read_file(ngx_conf_t *cf, ngx_str_t *name, size_t *len)
     if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                            ngx_fd_info_n " \"%V\" failed", name);
+        goto done;
+    }
+
+    if (!ngx_is_file(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" is not a file", name);
         goto done;
     }
 
@@ -288,4 +358,15 @@ static void
 ngx_http_token_scope_cleanup_secrets(void *data)
 {
     ts_secrets_free(data);
+}
+
+
+static void
+ngx_http_token_scope_cleanup_password(void *data)
+{
+    ngx_str_t  *password = data;
+
+    if (password->len) {
+        ngx_explicit_memzero(password->data, password->len);
+    }
 }

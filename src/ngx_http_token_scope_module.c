@@ -730,9 +730,10 @@ ngx_http_token_scope_refused_here(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_token_scope_init(ngx_conf_t *cf)
 {
-    ngx_uint_t                  i;
-    ngx_http_handler_pt        *h;
-    ngx_http_core_main_conf_t  *cmcf;
+    ngx_uint_t                         i;
+    ngx_http_handler_pt               *h;
+    ngx_http_core_main_conf_t         *cmcf;
+    ngx_http_token_scope_main_conf_t  *tmcf;
 
     static struct {
         ngx_uint_t              phase;
@@ -745,6 +746,13 @@ ngx_http_token_scope_init(ngx_conf_t *cf)
         { NGX_HTTP_ACCESS_PHASE, ngx_http_token_scope_access_handler },
         { NGX_HTTP_LOG_PHASE, ngx_http_token_scope_log_handler }
     };
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_token_scope_module);
+
+    /* created with every configuration: counting never depends on a page */
+    if (ngx_http_token_scope_status_zone(cf, tmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 

@@ -4,11 +4,12 @@
  * only by the SHA-256 of the token, described by a Redis HASH
  * "<prefix>opaque:<hex digest>" (type, scopes, subject, expires, revoked).
  *
- * Every worker keeps one hiredis connection for these lookups on nginx's
- * event loop.  A request whose token is not in the cache zone suspends its
- * phases until the answer or its timer comes, so no worker ever waits on
- * Redis; a timed out lookup drops the connection, failing the lookups
- * queued behind it at once rather than one timeout after another.
+ * Every worker keeps one connection for these lookups, through the
+ * connection layer (ngx_http_token_scope_hiredis.c).  A request whose
+ * token is not in the cache zone suspends its phases until the answer or
+ * its timer comes, so no worker ever waits on Redis; a timed out lookup
+ * drops the connection, failing the lookups queued behind it at once
+ * rather than one timeout after another.
  */
 
 
@@ -22,10 +23,7 @@
 #include "ngx_http_token_scope.h"
 
 
-#define NGX_HTTP_TOKEN_SCOPE_ID_LEN       16
-/* requests fail while the link is down: retry it at least every second */
-#define NGX_HTTP_TOKEN_SCOPE_BACKOFF_MIN  100
-#define NGX_HTTP_TOKEN_SCOPE_BACKOFF_MAX  1000
+#define NGX_HTTP_TOKEN_SCOPE_ID_LEN  16
 
 
 /* outlives its request if the request goes first: hiredis holds it */
@@ -33,17 +31,6 @@ struct ngx_http_token_scope_lookup_s {
     ngx_http_token_scope_ctx_t *ctx;         /* NULL: nobody waits */
     ngx_uint_t                  changes;     /* of the cache when asked */
 };
-
-
-/* the lookup connection of this worker */
-typedef struct {
-    ngx_http_token_scope_redis_conf_t  *rcf;
-    ngx_log_t                  *log;
-    ngx_http_token_scope_link_t  link;
-    ngx_event_t                 reconnect;
-    ngx_msec_t                  backoff;
-    unsigned                    down_logged:1;
-} ngx_http_token_scope_lookups_t;
 
 
 static ngx_int_t ngx_http_token_scope_opaque_known(
@@ -57,17 +44,12 @@ static ngx_uint_t ngx_http_token_scope_opaque_facts(ngx_http_request_t *r,
 static ngx_int_t ngx_http_token_scope_opaque_id(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t *ctx);
 static void ngx_http_token_scope_opaque_wake(ngx_event_t *ev);
-static void ngx_http_token_scope_opaque_connect(ngx_event_t *ev);
-static void ngx_http_token_scope_opaque_on_connect(
-    const redisAsyncContext *ac, int status);
-static void ngx_http_token_scope_opaque_on_disconnect(
-    const redisAsyncContext *ac, int status);
-static void ngx_http_token_scope_opaque_up(void);
-static void ngx_http_token_scope_opaque_fail(const char *what,
-    const char *err);
+static void ngx_http_token_scope_opaque_ready(
+    ngx_http_token_scope_redis_t *rd);
 
 
-static ngx_http_token_scope_lookups_t  ngx_http_token_scope_lookups;
+/* the lookup connection of this worker */
+static ngx_http_token_scope_redis_t  ngx_http_token_scope_lookups;
 
 
 /*
@@ -177,13 +159,13 @@ ngx_http_token_scope_opaque_ask(ngx_http_request_t *r,
 {
     u_char                              *p;
     size_t                               len;
+    ngx_http_token_scope_redis_t        *lk;
     ngx_http_token_scope_lookup_t       *lookup;
-    ngx_http_token_scope_lookups_t      *lk;
     ngx_http_token_scope_main_conf_t    *tmcf;
 
     lk = &ngx_http_token_scope_lookups;
 
-    if (lk->link.ac == NULL) {
+    if (lk->rcf == NULL) {
         return NGX_DECLINED;
     }
 
@@ -208,9 +190,10 @@ ngx_http_token_scope_opaque_ask(ngx_http_request_t *r,
     lookup->ctx = ctx;
     lookup->changes = ngx_http_token_scope_cache_changes(tmcf);
 
-    if (redisAsyncCommand(lk->link.ac, ngx_http_token_scope_opaque_answer,
-                          lookup, "HGETALL %b", p, len + 2 * TS_SHA256_LEN)
-        != REDIS_OK)
+    if (ngx_http_token_scope_redis_command(lk,
+                                   ngx_http_token_scope_opaque_answer, lookup,
+                                   "HGETALL %b", p, len + 2 * TS_SHA256_LEN)
+        != NGX_OK)
     {
         ngx_free(lookup);
         return NGX_DECLINED;
@@ -253,10 +236,6 @@ ngx_http_token_scope_opaque_answer(redisAsyncContext *ac, void *reply,
     r = ctx->request;
     ctx->lookup = NULL;
 
-    if (rr != NULL) {
-        ngx_http_token_scope_opaque_up();
-    }
-
     if (rr != NULL && rr->type == REDIS_REPLY_ERROR
         && ngx_strncmp(rr->str, "WRONGTYPE", 9) == 0)
     {
@@ -272,9 +251,10 @@ ngx_http_token_scope_opaque_answer(redisAsyncContext *ac, void *reply,
     } else if (rr == NULL || rr->type != REDIS_REPLY_ARRAY) {
         /* a dropped link has logged why already */
         if (rr != NULL) {
-            ngx_http_token_scope_opaque_fail("HGETALL",
-                                             rr->type == REDIS_REPLY_ERROR
-                                             ? rr->str : "unexpected reply");
+            ngx_http_token_scope_redis_fail(&ngx_http_token_scope_lookups,
+                                            "HGETALL",
+                                            rr->type == REDIS_REPLY_ERROR
+                                            ? rr->str : "unexpected reply");
         }
 
         ctx->opaque = ctx->fallback;
@@ -469,7 +449,8 @@ ngx_http_token_scope_opaque_wake(ngx_event_t *ev)
         ctx->opaque = ctx->fallback;
 
         /* the link is stuck: the lookups queued behind fail now */
-        ngx_http_token_scope_opaque_fail("lookup", "timed out");
+        ngx_http_token_scope_redis_fail(&ngx_http_token_scope_lookups,
+                                        "lookup", "timed out");
     }
 
     (void) ngx_http_token_scope_opaque_known(ctx);
@@ -516,7 +497,7 @@ ngx_http_token_scope_opaque_cancel(ngx_http_token_scope_ctx_t *ctx)
 ngx_int_t
 ngx_http_token_scope_opaque_init_process(ngx_cycle_t *cycle)
 {
-    ngx_http_token_scope_lookups_t     *lk;
+    ngx_http_token_scope_redis_t       *lk;
     ngx_http_token_scope_main_conf_t   *tmcf;
 
     if (ngx_process != NGX_PROCESS_WORKER
@@ -534,179 +515,37 @@ ngx_http_token_scope_opaque_init_process(ngx_cycle_t *cycle)
 
     lk = &ngx_http_token_scope_lookups;
 
-    ngx_memzero(lk, sizeof(ngx_http_token_scope_lookups_t));
+    ngx_memzero(lk, sizeof(ngx_http_token_scope_redis_t));
 
     lk->rcf = tmcf->redis;
-    lk->log = cycle->log;
-    lk->backoff = NGX_HTTP_TOKEN_SCOPE_BACKOFF_MIN;
+    lk->outage = "opaque tokens fall back to the cache";
+    lk->recovered = "answers opaque token lookups again";
+    lk->on_ready = ngx_http_token_scope_opaque_ready;
 
-    lk->reconnect.handler = ngx_http_token_scope_opaque_connect;
-    lk->reconnect.log = cycle->log;
-    lk->reconnect.cancelable = 1;
+    /*
+     * each lookup has its request's timer, and a shutting down worker
+     * still waits for the lookups it asked for
+     */
+    lk->own_timeouts = 1;
+    lk->linger = 1;
 
-    ngx_http_token_scope_opaque_connect(&lk->reconnect);
-
-    return NGX_OK;
+    return ngx_http_token_scope_redis_start(lk, cycle);
 }
 
 
 void
 ngx_http_token_scope_opaque_exit_process(ngx_cycle_t *cycle)
 {
-    redisAsyncContext               *ac;
-    ngx_http_token_scope_lookups_t  *lk;
-
-    lk = &ngx_http_token_scope_lookups;
-
-    if (lk->rcf == NULL) {
-        return;
-    }
-
-    if (lk->reconnect.timer_set) {
-        ngx_del_timer(&lk->reconnect);
-    }
-
-    ac = lk->link.ac;
-    lk->link.ac = NULL;
-
-    if (ac != NULL) {
-        redisAsyncFree(ac);
-    }
-
-    lk->rcf = NULL;
+    ngx_http_token_scope_redis_close(&ngx_http_token_scope_lookups);
 }
 
 
-static void
-ngx_http_token_scope_opaque_connect(ngx_event_t *ev)
-{
-    ngx_http_token_scope_lookups_t     *lk;
-    ngx_http_token_scope_redis_conf_t  *rcf;
-
-    lk = &ngx_http_token_scope_lookups;
-    rcf = lk->rcf;
-
-    if (ngx_exiting || ngx_quit || ngx_terminate) {
-        return;
-    }
-
-    if (ngx_http_token_scope_redis_link(rcf, &lk->link, lk->log,
-                                    ngx_http_token_scope_opaque_on_connect,
-                                    ngx_http_token_scope_opaque_on_disconnect)
-        != NGX_OK)
-    {
-        ngx_http_token_scope_opaque_fail("connect",
-                                         "cannot create a context");
-        return;
-    }
-
-    /* queued before the lookups; an error there fails them in turn */
-    if (rcf->password.len) {
-        redisAsyncCommand(lk->link.ac, NULL, NULL, "AUTH %b",
-                          rcf->password.data, rcf->password.len);
-    }
-
-    if (rcf->db) {
-        redisAsyncCommand(lk->link.ac, NULL, NULL, "SELECT %d",
-                          (int) rcf->db);
-    }
-}
-
+/* a stopped Redis accepts connections too: it works when it answers */
 
 static void
-ngx_http_token_scope_opaque_on_connect(const redisAsyncContext *ac,
-    int status)
+ngx_http_token_scope_opaque_ready(ngx_http_token_scope_redis_t *rd)
 {
-    ngx_http_token_scope_lookups_t  *lk;
-
-    lk = &ngx_http_token_scope_lookups;
-
-    /* a stopped Redis accepts connections too: up is when it answers */
-    if (ac != lk->link.ac || status == REDIS_OK) {
-        return;
-    }
-
-    /* hiredis frees the context after this callback */
-    lk->link.ac = NULL;
-    ngx_http_token_scope_opaque_fail("connect", ac->errstr);
-}
-
-
-static void
-ngx_http_token_scope_opaque_up(void)
-{
-    ngx_http_token_scope_lookups_t  *lk;
-
-    lk = &ngx_http_token_scope_lookups;
-
-    lk->backoff = NGX_HTTP_TOKEN_SCOPE_BACKOFF_MIN;
-
-    if (lk->down_logged) {
-        ngx_log_error(NGX_LOG_NOTICE, lk->log, 0,
-                      "token scope: redis \"%V\" answers opaque token "
-                      "lookups again", &lk->rcf->address);
-        lk->down_logged = 0;
-    }
-}
-
-
-static void
-ngx_http_token_scope_opaque_on_disconnect(const redisAsyncContext *ac,
-    int status)
-{
-    ngx_http_token_scope_lookups_t  *lk;
-
-    lk = &ngx_http_token_scope_lookups;
-
-    if (ac != lk->link.ac) {
-        /* one we closed ourselves */
-        return;
-    }
-
-    lk->link.ac = NULL;
-
-    ngx_http_token_scope_opaque_fail("connection",
-                                     ac->err ? ac->errstr : "closed by peer");
-}
-
-
-/*
- * Drops the link (its queued lookups fail and their requests go on with
- * the fallback), logs once per outage and reconnects after a backoff
- */
-
-static void
-ngx_http_token_scope_opaque_fail(const char *what, const char *err)
-{
-    redisAsyncContext               *ac;
-    ngx_http_token_scope_lookups_t  *lk;
-
-    lk = &ngx_http_token_scope_lookups;
-
-    if (!lk->down_logged) {
-        ngx_log_error(NGX_LOG_ERR, lk->log, 0,
-                      "token scope: redis \"%V\" %s failed: %s; opaque "
-                      "tokens fall back to the cache, retrying",
-                      &lk->rcf->address, what, err ? err : "no reply");
-        lk->down_logged = 1;
-    }
-
-    ac = lk->link.ac;
-    lk->link.ac = NULL;
-
-    if (ac != NULL) {
-        redisAsyncFree(ac);
-    }
-
-    if (ngx_exiting || ngx_quit || ngx_terminate
-        || lk->reconnect.timer_set)
-    {
-        return;
-    }
-
-    ngx_add_timer(&lk->reconnect, lk->backoff);
-
-    lk->backoff = ngx_min(2 * lk->backoff, NGX_HTTP_TOKEN_SCOPE_BACKOFF_MAX);
+    ngx_http_token_scope_redis_working(rd);
 }
 
 

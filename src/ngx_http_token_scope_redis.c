@@ -1,11 +1,20 @@
 
 /*
- * Revocation through Redis without a request ever waiting on it.  Worker 0
- * keeps two hiredis connections on nginx's event loop (commands and a
- * subscriber) and mirrors the revoked ids and sellers into a shared memory
- * zone; every worker checks requests against that zone.  On each connect
- * it subscribes first and then rescans the keys into the spare table, so
- * revocations written while the node was cut off apply after reconnect.
+ * Revocation through Redis without a request ever waiting on it: worker
+ * 0's sync of the revocation state.  Over the connection layer
+ * (ngx_http_token_scope_hiredis.c: commands and a subscriber to the
+ * revocation channel) it mirrors the revoked ids, the revoked sellers and
+ * the service secrets into the revocation zone
+ * (ngx_http_token_scope_revocation.c), which every worker checks requests
+ * against.  Each connect subscribes first and then rescans the keys into
+ * the zone's spare table, so revocations written while the node was cut
+ * off apply after the reconnect; a message on the channel applies at once.
+ *
+ *   lost -> (the layer reconnects) -> ready: rescan -> commit -> pings
+ *
+ * A rescan keeps Redis one SCAN ahead of the slices that apply its
+ * replies: the replies are copied out of hiredis' and applied a slice of
+ * about a millisecond at a time, the event loop running between slices.
  */
 
 
@@ -20,232 +29,66 @@
 
 
 #define NGX_HTTP_TOKEN_SCOPE_SCAN_COUNT   "1000"
-#define NGX_HTTP_TOKEN_SCOPE_BACKOFF_MIN  100
-#define NGX_HTTP_TOKEN_SCOPE_BACKOFF_MAX  5000
 
-#define NGX_HTTP_TOKEN_SCOPE_SCAN_IDS      1
-#define NGX_HTTP_TOKEN_SCOPE_SCAN_SELLERS  2
-#define NGX_HTTP_TOKEN_SCOPE_SCAN_SECRETS  3
+/* replies copied and not applied yet: one applied, one in hand */
+#define NGX_HTTP_TOKEN_SCOPE_SCAN_AHEAD   2
 
-
-typedef struct {
-    ngx_uint_t                  active;      /* the table requests read */
-    ngx_uint_t                  synced;      /* it was filled at least once */
-    ngx_uint_t                  connected;
-    time_t                      fresh;       /* the state was current then */
-    ngx_uint_t                  full;        /* a write did not fit */
-    ngx_uint_t                  refusing;    /* stale, and said so */
-    ts_table_t                 *tables[2];
-} ngx_http_token_scope_shm_t;
+/* an older worker 0 ends its slice first: the rescan starts after */
+#define NGX_HTTP_TOKEN_SCOPE_BUSY_RETRY   10
 
 
 /* the sync state of worker 0; other workers only read the zone */
 typedef struct {
+    ngx_http_token_scope_redis_t  redis;
     ngx_http_token_scope_redis_conf_t  *rcf;
     ngx_http_token_scope_main_conf_t   *tmcf;
     ngx_log_t                  *log;
-    ngx_http_token_scope_link_t  cmd;
-    ngx_http_token_scope_link_t  sub;
-    ngx_event_t                 reconnect;
     ngx_event_t                 ping;
-    ngx_event_t                 deadline;
-    ngx_msec_t                  backoff;
-    uintptr_t                   generation;  /* replies of older links die */
-    ngx_uint_t                  building;    /* table index being rescanned */
-    ngx_uint_t                  resyncing;   /* what is being rescanned */
+    ngx_event_t                 work;        /* a slice of the rescan */
+    ngx_event_t                 retry;       /* the rescan could not begin */
+    ngx_queue_t                 batches;     /* replies not applied yet */
+    ngx_uint_t                  queued;
+    ngx_uint_t                  stage;       /* NGX_HTTP_TOKEN_SCOPE_SCAN_ */
+    u_char                      cursor[NGX_INT64_LEN + 1];
+    int64_t                     started;     /* of the rescan, for the log */
+    unsigned                    rescanning:1;
+    unsigned                    asking:1;    /* a SCAN awaits its reply */
+    unsigned                    scanned:1;   /* the last reply is in */
     unsigned                    again:1;     /* rescan once more after it */
-    unsigned                    up:1;        /* logged as connected */
-    unsigned                    down_logged:1;
+    unsigned                    synced:1;    /* since the connect */
+    unsigned                    stopped:1;   /* the zone is a newer one's */
 } ngx_http_token_scope_sync_t;
 
 
-static ngx_int_t ngx_http_token_scope_redis_init_zone(ngx_shm_zone_t *zone,
-    void *data);
-static void ngx_http_token_scope_redis_connect(ngx_event_t *ev);
-static redisAsyncContext *ngx_http_token_scope_redis_open(
-    ngx_http_token_scope_link_t *link);
-static void ngx_http_token_scope_redis_fail(const char *what, const char *err);
-static void ngx_http_token_scope_redis_close(void);
-static void ngx_http_token_scope_redis_arm(void);
-static void ngx_http_token_scope_redis_disarm(void);
-static void ngx_http_token_scope_redis_timeout(ngx_event_t *ev);
-static void ngx_http_token_scope_redis_ping(ngx_event_t *ev);
-static void ngx_http_token_scope_redis_on_pong(redisAsyncContext *ac,
+static void ngx_http_token_scope_sync_ready(ngx_http_token_scope_redis_t *rd);
+static void ngx_http_token_scope_sync_lost(ngx_http_token_scope_redis_t *rd);
+static void ngx_http_token_scope_sync_message(
+    ngx_http_token_scope_redis_t *rd, redisReply *reply);
+static void ngx_http_token_scope_sync_rescan(void);
+static void ngx_http_token_scope_sync_retry(ngx_event_t *ev);
+static void ngx_http_token_scope_sync_scan(void);
+static void ngx_http_token_scope_sync_on_scan(redisAsyncContext *ac,
     void *r, void *privdata);
-static void ngx_http_token_scope_redis_on_reply(redisAsyncContext *ac,
+static ngx_http_token_scope_batch_t *ngx_http_token_scope_sync_batch(
+    redisReply *items, ngx_uint_t kind);
+static u_char *ngx_http_token_scope_sync_copy(ngx_str_t *s, redisReply *e,
+    u_char *p);
+static void ngx_http_token_scope_sync_work(ngx_event_t *ev);
+static void ngx_http_token_scope_sync_commit(void);
+static void ngx_http_token_scope_sync_drop_batches(void);
+static void ngx_http_token_scope_sync_ping(ngx_event_t *ev);
+static void ngx_http_token_scope_sync_on_pong(redisAsyncContext *ac,
     void *r, void *privdata);
-static void ngx_http_token_scope_redis_on_message(redisAsyncContext *ac,
-    void *r, void *privdata);
-static void ngx_http_token_scope_redis_resync(void);
-static void ngx_http_token_scope_redis_scan(ngx_uint_t stage,
-    const char *cursor);
-static ngx_int_t ngx_http_token_scope_redis_secrets(ts_table_t *t,
-    ts_str_t *service, u_char *p, size_t len);
-static void ngx_http_token_scope_redis_on_scan(redisAsyncContext *ac,
-    void *r, void *privdata);
-static ngx_int_t ngx_http_token_scope_redis_apply(ts_table_t *t,
-    ts_revoke_op_e op, ts_str_t *id, int64_t time);
-static void ngx_http_token_scope_redis_on_connect(const redisAsyncContext *ac,
-    int status);
-static void ngx_http_token_scope_redis_on_disconnect(
-    const redisAsyncContext *ac, int status);
+static void ngx_http_token_scope_sync_stop(void);
 
 
 static ngx_http_token_scope_sync_t  ngx_http_token_scope_sync;
 
 
-/* the request side: a lookup in shared memory, never a Redis round trip */
-
-ts_reason_e
-ngx_http_token_scope_revoked(ngx_http_request_t *r,
-    ngx_http_token_scope_loc_conf_t *tlcf, ts_token_t *tok)
-{
-    int64_t                             since;
-    uint64_t                            id, seller;
-    ngx_uint_t                          stale, revoked, synced, change;
-    ts_table_t                         *t;
-    ngx_slab_pool_t                    *shpool;
-    ngx_http_token_scope_shm_t         *sh;
-    ngx_http_token_scope_main_conf_t   *tmcf;
-    ngx_http_token_scope_redis_conf_t  *rcf;
-
-    tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
-    rcf = tmcf->redis;
-
-    if (rcf == NULL || !tlcf->revocation) {
-        return TS_OK;
-    }
-
-    /* digests first: no hashing under the lock */
-    id = tok->id.len ? ts_table_key(TS_TABLE_KEY_ID, tok->id.data,
-                                    tok->id.len)
-                     : 0;
-    seller = tok->sid.len ? ts_table_key(TS_TABLE_KEY_SELLER, tok->sid.data,
-                                         tok->sid.len)
-                          : 0;
-
-    shpool = (ngx_slab_pool_t *) rcf->shm_zone->shm.addr;
-    sh = rcf->shm_zone->data;
-
-    revoked = 0;
-    since = 0;
-    change = 0;
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    /* until the first full sync the state is not known: fail closed */
-    synced = sh->synced;
-    stale = !synced || ngx_time() - sh->fresh > rcf->max_stale;
-    t = sh->tables[sh->active];
-
-    if (id && ts_table_get(t, id, &since)) {
-        revoked = 1;
-
-    } else if (seller && ts_table_get(t, seller, &since)) {
-        revoked = ts_token_issued(tok, rcf->lifetime, ngx_time()) < since;
-    }
-
-    /* refusing for want of state starts and ends once for all workers */
-    if (!revoked && tlcf->redis_down == NGX_HTTP_TOKEN_SCOPE_REDIS_DOWN_DENY
-        && stale != sh->refusing)
-    {
-        sh->refusing = stale;
-        change = 1;
-    }
-
-    ngx_shmtx_unlock(&shpool->mutex);
-
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "token scope revocation: revoked:%ui stale:%ui since:%L",
-                   revoked, stale, since);
-
-    /* a state of the node, not of the request that noticed it */
-    if (change && stale) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "token scope: the revocation state from redis \"%V\" "
-                      "is %s, tokens are refused with 503 until it is "
-                      "current", &rcf->address,
-                      synced ? "older than max_stale" : "not loaded yet");
-
-    } else if (change) {
-        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
-                      "token scope: the revocation state from redis \"%V\" "
-                      "is current again, tokens pass", &rcf->address);
-    }
-
-    if (revoked) {
-        return TS_REVOKED;
-    }
-
-    if (stale && tlcf->redis_down == NGX_HTTP_TOKEN_SCOPE_REDIS_DOWN_DENY) {
-        return TS_REDIS_UNAVAILABLE;
-    }
-
-    return TS_OK;
-}
-
-
-/* whether digest is a valid secret of the service, per Redis */
-
-ngx_uint_t
-ngx_http_token_scope_redis_secret(ngx_http_request_t *r, ts_str_t *service,
-    u_char *digest)
-{
-    int64_t                             value;
-    uint64_t                            key;
-    ngx_uint_t                          found;
-    ngx_slab_pool_t                    *shpool;
-    ngx_http_token_scope_shm_t         *sh;
-    ngx_http_token_scope_main_conf_t   *tmcf;
-
-    tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
-
-    key = ts_table_secret_key(service, digest);
-    if (key == 0) {
-        return 0;
-    }
-
-    shpool = (ngx_slab_pool_t *) tmcf->redis->shm_zone->shm.addr;
-    sh = tmcf->redis->shm_zone->data;
-
-    ngx_shmtx_lock(&shpool->mutex);
-    found = ts_table_get(sh->tables[sh->active], key, &value);
-    ngx_shmtx_unlock(&shpool->mutex);
-
-    return found;
-}
-
-
-void
-ngx_http_token_scope_redis_state(ngx_http_token_scope_main_conf_t *tmcf,
-    ngx_http_token_scope_redis_state_t *state)
-{
-    ngx_slab_pool_t             *shpool;
-    ngx_http_token_scope_shm_t  *sh;
-
-    ngx_memzero(state, sizeof(ngx_http_token_scope_redis_state_t));
-
-    if (tmcf->redis == NULL) {
-        return;
-    }
-
-    shpool = (ngx_slab_pool_t *) tmcf->redis->shm_zone->shm.addr;
-    sh = tmcf->redis->shm_zone->data;
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    state->connected = sh->connected;
-    state->synced = sh->synced;
-    state->fresh = sh->fresh;
-    state->entries = sh->tables[sh->active]->count;
-
-    ngx_shmtx_unlock(&shpool->mutex);
-}
-
-
 /*
- * token_scope_redis ADDRESS [db=N] [password=...] [prefix=...]
- *     [timeout=TIME] [max_stale=TIME] [zone=SIZE] [lifetime=TIME];
+ * token_scope_redis ADDRESS [db=N] [user=NAME] [password=...]
+ *     [password_file=FILE] [prefix=...] [timeout=TIME] [max_stale=TIME]
+ *     [zone=SIZE] [lifetime=TIME];
  */
 
 char *
@@ -256,7 +99,7 @@ ngx_http_token_scope_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     u_char                             *p;
     ssize_t                             size;
     ngx_int_t                           n;
-    ngx_str_t                          *value, s, name;
+    ngx_str_t                          *value, s, file;
     ngx_url_t                           u;
     ngx_uint_t                          i;
     ngx_http_token_scope_redis_conf_t  *rcf;
@@ -272,6 +115,7 @@ ngx_http_token_scope_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
+    ngx_str_null(&file);
     ngx_str_set(&rcf->prefix, "token_scope:");
     rcf->timeout = 1000;
     rcf->max_stale = 30;
@@ -290,9 +134,31 @@ ngx_http_token_scope_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "user=", 5) == 0) {
+            rcf->user.data = value[i].data + 5;
+            rcf->user.len = value[i].len - 5;
+
+            if (rcf->user.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
             rcf->password.data = value[i].data + 9;
             rcf->password.len = value[i].len - 9;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "password_file=", 14) == 0) {
+            file.data = value[i].data + 14;
+            file.len = value[i].len - 14;
+
+            if (file.len == 0) {
+                goto invalid;
+            }
+
             continue;
         }
 
@@ -349,6 +215,28 @@ ngx_http_token_scope_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         goto invalid;
+    }
+
+    if (file.len) {
+        if (rcf->password.len) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"password=\" and \"password_file=\" "
+                               "cannot both be set");
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_http_token_scope_password_file(cf, &file, &rcf->password)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (rcf->user.len && rcf->password.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"user=\" needs \"password=\" or "
+                           "\"password_file=\"");
+        return NGX_CONF_ERROR;
     }
 
     /* hiredis resolves names with a blocking call: resolve them here */
@@ -413,16 +301,9 @@ ngx_http_token_scope_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rcf->channel = (char *) p;
     ngx_sprintf(p, "%Vrevocations%Z", &rcf->prefix);
 
-    ngx_str_set(&name, "token_scope_revocation");
-
-    rcf->shm_zone = ngx_shared_memory_add(cf, &name, size,
-                                          &ngx_http_token_scope_module);
-    if (rcf->shm_zone == NULL) {
+    if (ngx_http_token_scope_revocation_zone(cf, rcf, size) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
-
-    rcf->shm_zone->init = ngx_http_token_scope_redis_init_zone;
-    rcf->shm_zone->data = rcf;
 
     tmcf->redis = rcf;
 
@@ -434,64 +315,6 @@ invalid:
                        &value[i]);
 
     return NGX_CONF_ERROR;
-}
-
-
-static ngx_int_t
-ngx_http_token_scope_redis_init_zone(ngx_shm_zone_t *zone, void *data)
-{
-    ngx_http_token_scope_shm_t *osh = data;
-
-    size_t                       size, capacity;
-    ngx_uint_t                   i;
-    ngx_slab_pool_t             *shpool;
-    ngx_http_token_scope_shm_t  *sh;
-
-    /* a reload: the revocation state lives on, already in sync */
-    if (osh != NULL) {
-        zone->data = osh;
-        return NGX_OK;
-    }
-
-    shpool = (ngx_slab_pool_t *) zone->shm.addr;
-
-    if (zone->shm.exists) {
-        zone->data = shpool->data;
-        return NGX_OK;
-    }
-
-    sh = ngx_slab_alloc(shpool, sizeof(ngx_http_token_scope_shm_t));
-    if (sh == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memzero(sh, sizeof(ngx_http_token_scope_shm_t));
-
-    /*
-     * two tables, one serving requests while the other is rescanned, each
-     * of half the free pages less one for slab rounding: no failed
-     * allocation to log
-     */
-    size = (shpool->pfree / 2 - 1) * ngx_pagesize;
-    capacity = ts_table_capacity(size);
-
-    for (i = 0; i < 2; i++) {
-        sh->tables[i] = ngx_slab_alloc(shpool, ts_table_size(capacity));
-        if (sh->tables[i] == NULL) {
-            return NGX_ERROR;
-        }
-
-        ts_table_init(sh->tables[i], capacity);
-    }
-
-    shpool->data = sh;
-    zone->data = sh;
-
-    ngx_log_error(NGX_LOG_NOTICE, zone->shm.log, 0,
-                  "token scope: revocation zone holds up to %uz entries",
-                  sh->tables[0]->capacity / 10 * 9);
-
-    return NGX_OK;
 }
 
 
@@ -522,339 +345,126 @@ ngx_http_token_scope_redis_init_process(ngx_cycle_t *cycle)
     sync->rcf = tmcf->redis;
     sync->tmcf = tmcf;
     sync->log = cycle->log;
-    sync->backoff = NGX_HTTP_TOKEN_SCOPE_BACKOFF_MIN;
 
-    /* cancelable: a graceful shutdown does not wait for these timers */
-    sync->reconnect.handler = ngx_http_token_scope_redis_connect;
-    sync->reconnect.log = cycle->log;
-    sync->reconnect.cancelable = 1;
+    ngx_queue_init(&sync->batches);
 
-    sync->ping.handler = ngx_http_token_scope_redis_ping;
+    /* from now on, a worker 0 of an older configuration writes no more */
+    if (ngx_http_token_scope_revocation_writer(sync->rcf, cycle->log)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    sync->ping.handler = ngx_http_token_scope_sync_ping;
     sync->ping.log = cycle->log;
     sync->ping.cancelable = 1;
 
-    sync->deadline.handler = ngx_http_token_scope_redis_timeout;
-    sync->deadline.log = cycle->log;
-    sync->deadline.cancelable = 1;
+    sync->work.handler = ngx_http_token_scope_sync_work;
+    sync->work.log = cycle->log;
+    sync->work.cancelable = 1;
 
-    ngx_add_timer(&sync->reconnect, 1);
+    sync->retry.handler = ngx_http_token_scope_sync_retry;
+    sync->retry.log = cycle->log;
+    sync->retry.cancelable = 1;
 
-    return NGX_OK;
+    sync->redis.rcf = sync->rcf;
+    sync->redis.channel = sync->rcf->channel;
+    sync->redis.outage = "revocation state kept";
+    sync->redis.on_ready = ngx_http_token_scope_sync_ready;
+    sync->redis.on_lost = ngx_http_token_scope_sync_lost;
+    sync->redis.message = ngx_http_token_scope_sync_message;
+
+    return ngx_http_token_scope_redis_start(&sync->redis, cycle);
 }
 
 
 void
 ngx_http_token_scope_redis_exit_process(ngx_cycle_t *cycle)
 {
-    if (ngx_http_token_scope_sync.rcf == NULL) {
-        return;
-    }
-
-    ngx_http_token_scope_redis_close();
-
-    if (ngx_http_token_scope_sync.reconnect.timer_set) {
-        ngx_del_timer(&ngx_http_token_scope_sync.reconnect);
-    }
-
-    ngx_http_token_scope_sync.rcf = NULL;
-}
-
-
-static void
-ngx_http_token_scope_redis_connect(ngx_event_t *ev)
-{
-    ngx_http_token_scope_sync_t        *sync;
-    ngx_http_token_scope_redis_conf_t  *rcf;
+    ngx_http_token_scope_sync_t  *sync;
 
     sync = &ngx_http_token_scope_sync;
-    rcf = sync->rcf;
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, sync->log, 0,
-                   "token scope redis connect to \"%V\"", &rcf->address);
-
-    if (ngx_exiting || ngx_quit || ngx_terminate) {
+    if (sync->rcf == NULL) {
         return;
     }
 
-    sync->generation++;
+    ngx_http_token_scope_redis_close(&sync->redis);
+    ngx_http_token_scope_revocation_exit();
 
-    if (ngx_http_token_scope_redis_open(&sync->cmd) == NULL
-        || ngx_http_token_scope_redis_open(&sync->sub) == NULL)
-    {
-        ngx_http_token_scope_redis_fail("connect", "cannot create a context");
-        return;
-    }
-
-    if (rcf->db) {
-        redisAsyncCommand(sync->cmd.ac, ngx_http_token_scope_redis_on_reply,
-                          (void *) sync->generation, "SELECT %d",
-                          (int) rcf->db);
-    }
-
-    /* the subscription first, then the rescan: no change falls between */
-    redisAsyncCommand(sync->sub.ac, ngx_http_token_scope_redis_on_message,
-                      (void *) sync->generation, "SUBSCRIBE %s",
-                      rcf->channel);
-
-    ngx_http_token_scope_redis_arm();
+    sync->rcf = NULL;
 }
 
 
-static redisAsyncContext *
-ngx_http_token_scope_redis_open(ngx_http_token_scope_link_t *link)
+/* subscribed, AUTH and SELECT done: the state is read again in full */
+
+static void
+ngx_http_token_scope_sync_ready(ngx_http_token_scope_redis_t *rd)
 {
     ngx_http_token_scope_sync_t  *sync;
 
     sync = &ngx_http_token_scope_sync;
 
-    if (ngx_http_token_scope_redis_link(sync->rcf, link, sync->log,
-                                   ngx_http_token_scope_redis_on_connect,
-                                   ngx_http_token_scope_redis_on_disconnect)
-        != NGX_OK)
-    {
-        return NULL;
-    }
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, sync->log, 0,
+                   "token scope sync: subscribed, rescanning");
 
-    if (sync->rcf->password.len) {
-        redisAsyncCommand(link->ac, ngx_http_token_scope_redis_on_reply,
-                          (void *) sync->generation, "AUTH %b",
-                          sync->rcf->password.data, sync->rcf->password.len);
-    }
+    ngx_http_token_scope_sync_rescan();
 
-    return link->ac;
+    /* opaque tokens may have changed while no message could come */
+    ngx_http_token_scope_cache_forget(sync->tmcf, NULL, sync->log);
 }
 
 
-/* a failure of either link: drop both, log once, retry after a backoff */
+/* the connections are gone: the rescan is given up, the state kept */
 
 static void
-ngx_http_token_scope_redis_fail(const char *what, const char *err)
+ngx_http_token_scope_sync_lost(ngx_http_token_scope_redis_t *rd)
 {
     ngx_http_token_scope_sync_t  *sync;
 
     sync = &ngx_http_token_scope_sync;
 
-    if (sync->up || !sync->down_logged) {
-        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
-                      "token scope: redis \"%V\" %s failed: %s; revocation "
-                      "state kept, retrying", &sync->rcf->address, what,
-                      err ? err : "no reply");
-        sync->up = 0;
-        sync->down_logged = 1;
-    }
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, sync->log, 0,
+                   "token scope sync: lost");
 
-    ngx_http_token_scope_redis_close();
+    ngx_http_token_scope_sync_drop_batches();
+    ngx_http_token_scope_revocation_abort();
 
-    if (ngx_exiting || ngx_quit || ngx_terminate) {
-        return;
-    }
-
-    ngx_add_timer(&sync->reconnect, sync->backoff);
-
-    sync->backoff = ngx_min(2 * sync->backoff,
-                            NGX_HTTP_TOKEN_SCOPE_BACKOFF_MAX);
-}
-
-
-static void
-ngx_http_token_scope_redis_close(void)
-{
-    redisAsyncContext            *ac;
-    ngx_slab_pool_t              *shpool;
-    ngx_http_token_scope_shm_t   *sh;
-    ngx_http_token_scope_sync_t  *sync;
-
-    sync = &ngx_http_token_scope_sync;
-
-    /* replies still queued on the old links are ignored from now on */
-    sync->generation++;
-    sync->resyncing = 0;
+    sync->rescanning = 0;
+    sync->asking = 0;
+    sync->again = 0;
+    sync->synced = 0;
 
     if (sync->ping.timer_set) {
         ngx_del_timer(&sync->ping);
     }
 
-    if (sync->deadline.timer_set) {
-        ngx_http_token_scope_redis_disarm();
+    if (sync->retry.timer_set) {
+        ngx_del_timer(&sync->retry);
     }
 
-    ac = sync->cmd.ac;
-    sync->cmd.ac = NULL;
-
-    if (ac != NULL) {
-        redisAsyncFree(ac);
-    }
-
-    ac = sync->sub.ac;
-    sync->sub.ac = NULL;
-
-    if (ac != NULL) {
-        redisAsyncFree(ac);
-    }
-
-    shpool = (ngx_slab_pool_t *) sync->rcf->shm_zone->shm.addr;
-    sh = sync->rcf->shm_zone->data;
-
-    ngx_shmtx_lock(&shpool->mutex);
-    sh->connected = 0;
-    ngx_shmtx_unlock(&shpool->mutex);
-}
-
-
-/* the one outstanding expectation (connect, scan, pong) has this long */
-
-static void
-ngx_http_token_scope_redis_arm(void)
-{
-    ngx_add_timer(&ngx_http_token_scope_sync.deadline,
-                  ngx_http_token_scope_sync.rcf->timeout);
-}
-
-
-static void
-ngx_http_token_scope_redis_disarm(void)
-{
-    if (ngx_http_token_scope_sync.deadline.timer_set) {
-        ngx_del_timer(&ngx_http_token_scope_sync.deadline);
+    if (!sync->stopped
+        && ngx_http_token_scope_revocation_fresh(0) == NGX_DECLINED)
+    {
+        sync->stopped = 1;
     }
 }
 
 
 static void
-ngx_http_token_scope_redis_timeout(ngx_event_t *ev)
+ngx_http_token_scope_sync_message(ngx_http_token_scope_redis_t *rd,
+    redisReply *reply)
 {
-    ngx_http_token_scope_redis_fail("command", "timed out");
-}
-
-
-static void
-ngx_http_token_scope_redis_ping(ngx_event_t *ev)
-{
+    ts_str_t                      bad;
+    ngx_int_t                     rc;
+    ts_revoke_msg_t               msg;
     ngx_http_token_scope_sync_t  *sync;
 
     sync = &ngx_http_token_scope_sync;
-
-    if (sync->cmd.ac == NULL) {
-        return;
-    }
-
-    redisAsyncCommand(sync->cmd.ac, ngx_http_token_scope_redis_on_pong,
-                      (void *) sync->generation, "PING");
-
-    ngx_http_token_scope_redis_arm();
-}
-
-
-static void
-ngx_http_token_scope_redis_fresh(void)
-{
-    ngx_slab_pool_t                    *shpool;
-    ngx_http_token_scope_shm_t         *sh;
-    ngx_http_token_scope_redis_conf_t  *rcf;
-
-    rcf = ngx_http_token_scope_sync.rcf;
-
-    shpool = (ngx_slab_pool_t *) rcf->shm_zone->shm.addr;
-    sh = rcf->shm_zone->data;
-
-    ngx_shmtx_lock(&shpool->mutex);
-    sh->fresh = ngx_time();
-    sh->connected = 1;
-    ngx_shmtx_unlock(&shpool->mutex);
-}
-
-
-static void
-ngx_http_token_scope_redis_on_pong(redisAsyncContext *ac, void *r,
-    void *privdata)
-{
-    redisReply                   *reply = r;
-    ngx_msec_t                    interval;
-    ngx_http_token_scope_sync_t  *sync;
-
-    sync = &ngx_http_token_scope_sync;
-
-    if ((uintptr_t) privdata != sync->generation) {
-        return;
-    }
-
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        ngx_http_token_scope_redis_fail("PING", reply ? reply->str : NULL);
-        return;
-    }
-
-    ngx_http_token_scope_redis_disarm();
-
-    ngx_http_token_scope_redis_fresh();
-
-    /* often enough that a healthy link never looks stale */
-    interval = ngx_max(100, ngx_min(1000, sync->rcf->max_stale * 1000 / 3));
-
-    ngx_add_timer(&sync->ping, interval);
-}
-
-
-/* AUTH and SELECT: only an error matters */
-
-static void
-ngx_http_token_scope_redis_on_reply(redisAsyncContext *ac, void *r,
-    void *privdata)
-{
-    redisReply  *reply = r;
-
-    if ((uintptr_t) privdata != ngx_http_token_scope_sync.generation) {
-        return;
-    }
-
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        ngx_http_token_scope_redis_fail("AUTH or SELECT",
-                                        reply ? reply->str : NULL);
-    }
-}
-
-
-static void
-ngx_http_token_scope_redis_on_message(redisAsyncContext *ac, void *r,
-    void *privdata)
-{
-    redisReply                    *reply = r;
-    ts_str_t                       bad;
-    ts_revoke_msg_t                msg;
-    ngx_slab_pool_t               *shpool;
-    ngx_http_token_scope_shm_t    *sh;
-    ngx_http_token_scope_sync_t   *sync;
-
-    sync = &ngx_http_token_scope_sync;
-
-    if ((uintptr_t) privdata != sync->generation) {
-        return;
-    }
-
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        ngx_http_token_scope_redis_fail("SUBSCRIBE",
-                                        reply ? reply->str : NULL);
-        return;
-    }
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
-        || reply->element[0]->type != REDIS_REPLY_STRING)
-    {
-        return;
-    }
-
-    if (ngx_strcmp(reply->element[0]->str, "subscribe") == 0) {
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, sync->log, 0,
-                       "token scope redis subscribed, rescanning");
-
-        ngx_http_token_scope_redis_disarm();
-        ngx_http_token_scope_redis_resync();
-
-        /* opaque tokens may have changed while no message could come */
-        ngx_http_token_scope_cache_forget(sync->tmcf, NULL, sync->log);
-        return;
-    }
-
-    if (ngx_strcmp(reply->element[0]->str, "message") != 0
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || ngx_strcmp(reply->element[0]->str, "message") != 0
         || reply->element[2]->type != REDIS_REPLY_STRING)
     {
         return;
@@ -873,352 +483,458 @@ ngx_http_token_scope_redis_on_message(redisAsyncContext *ac, void *r,
         return;
     }
 
-    /* secrets of a service are replaced whole: rescan, it is rare */
-    if (msg.op == TS_SECRETS_CHANGED) {
-        ngx_http_token_scope_redis_resync();
-        return;
-    }
+    switch (msg.op) {
 
-    if (msg.op == TS_OPAQUE_CHANGED) {
+    /* secrets of a service are replaced whole: rescan, it is rare */
+    case TS_SECRETS_CHANGED:
+        ngx_http_token_scope_sync_rescan();
+        return;
+
+    case TS_OPAQUE_CHANGED:
         ngx_http_token_scope_cache_forget(sync->tmcf, msg.digest, sync->log);
         return;
+
+    default:
+        break;
     }
 
-    shpool = (ngx_slab_pool_t *) sync->rcf->shm_zone->shm.addr;
-    sh = sync->rcf->shm_zone->data;
+    rc = ngx_http_token_scope_revocation_change(&msg);
 
-    ngx_shmtx_lock(&shpool->mutex);
+    if (rc == NGX_DECLINED) {
+        ngx_http_token_scope_sync_stop();
 
-    ngx_http_token_scope_redis_apply(sh->tables[sh->active], msg.op, &msg.id,
-                                     msg.time);
-
-    /* the table being rescanned may have passed this key already */
-    if (sync->resyncing) {
-        ngx_http_token_scope_redis_apply(sh->tables[sync->building], msg.op,
-                                         &msg.id, msg.time);
+    } else if (rc == NGX_AGAIN) {
+        sync->again = 1;
     }
-
-    ngx_shmtx_unlock(&shpool->mutex);
-}
-
-
-static ngx_int_t
-ngx_http_token_scope_redis_apply(ts_table_t *t, ts_revoke_op_e op,
-    ts_str_t *id, int64_t time)
-{
-    uint64_t                      key;
-    ngx_http_token_scope_shm_t   *sh;
-    ngx_http_token_scope_sync_t  *sync;
-
-    key = ts_table_key((op == TS_REVOKE_ID || op == TS_UNREVOKE_ID)
-                       ? TS_TABLE_KEY_ID : TS_TABLE_KEY_SELLER,
-                       id->data, id->len);
-
-    if (op == TS_UNREVOKE_ID || op == TS_UNREVOKE_SELLER) {
-        ts_table_del(t, key);
-        return NGX_OK;
-    }
-
-    if (ts_table_put(t, key, time) == 0) {
-        return NGX_OK;
-    }
-
-    sync = &ngx_http_token_scope_sync;
-    sh = sync->rcf->shm_zone->data;
-
-    /* called with the lock held: the flag makes the alert a one-off */
-    if (!sh->full) {
-        sh->full = 1;
-        ngx_log_error(NGX_LOG_ALERT, sync->log, 0,
-                      "token scope: revocation zone is full at %uz entries, "
-                      "increase \"zone=\" of \"token_scope_redis\"",
-                      t->count);
-    }
-
-    return NGX_ERROR;
 }
 
 
 /*
- * A full rescan into the spare table, which then serves requests: runs on
+ * A full rescan into the spare table, which then serves requests: on
  * every (re)connect and when the service secrets change.
  */
 
 static void
-ngx_http_token_scope_redis_resync(void)
+ngx_http_token_scope_sync_rescan(void)
 {
-    ngx_slab_pool_t              *shpool;
-    ngx_http_token_scope_shm_t   *sh;
+    ngx_int_t                     rc;
     ngx_http_token_scope_sync_t  *sync;
 
     sync = &ngx_http_token_scope_sync;
 
-    if (sync->resyncing) {
+    if (sync->rescanning || sync->retry.timer_set) {
         sync->again = 1;
         return;
     }
 
-    shpool = (ngx_slab_pool_t *) sync->rcf->shm_zone->shm.addr;
-    sh = sync->rcf->shm_zone->data;
+    rc = ngx_http_token_scope_revocation_begin();
 
-    ngx_shmtx_lock(&shpool->mutex);
+    if (rc == NGX_BUSY) {
+        ngx_add_timer(&sync->retry, NGX_HTTP_TOKEN_SCOPE_BUSY_RETRY);
+        return;
+    }
 
-    sync->building = 1 - sh->active;
-    ts_table_init(sh->tables[sync->building],
-                  sh->tables[sync->building]->capacity);
+    if (rc == NGX_DECLINED) {
+        ngx_http_token_scope_sync_stop();
+        return;
+    }
 
-    ngx_shmtx_unlock(&shpool->mutex);
+    if (rc != NGX_OK) {
+        ngx_http_token_scope_redis_fail(&sync->redis, "rescan",
+                                        "no memory");
+        return;
+    }
 
-    sync->resyncing = NGX_HTTP_TOKEN_SCOPE_SCAN_IDS;
+    sync->rescanning = 1;
+    sync->scanned = 0;
+    sync->again = 0;
+    sync->stage = NGX_HTTP_TOKEN_SCOPE_SCAN_IDS;
+    sync->started = ngx_http_token_scope_revocation_clock();
+    ngx_cpystrn(sync->cursor, (u_char *) "0", sizeof(sync->cursor));
 
-    ngx_http_token_scope_redis_scan(NGX_HTTP_TOKEN_SCOPE_SCAN_IDS, "0");
+    ngx_http_token_scope_sync_scan();
+
+    /* the spare table is cleared while Redis scans */
+    ngx_post_event(&sync->work, &ngx_posted_next_events);
 }
 
 
 static void
-ngx_http_token_scope_redis_scan(ngx_uint_t stage, const char *cursor)
+ngx_http_token_scope_sync_retry(ngx_event_t *ev)
 {
+    ngx_http_token_scope_sync_t  *sync;
+
+    sync = &ngx_http_token_scope_sync;
+
+    if (sync->redis.ready) {
+        sync->again = 0;
+        ngx_http_token_scope_sync_rescan();
+    }
+}
+
+
+static void
+ngx_http_token_scope_sync_scan(void)
+{
+    ngx_int_t                           rc;
     ngx_http_token_scope_sync_t        *sync;
     ngx_http_token_scope_redis_conf_t  *rcf;
 
     sync = &ngx_http_token_scope_sync;
     rcf = sync->rcf;
 
-    redisAsyncCommand(sync->cmd.ac, ngx_http_token_scope_redis_on_scan,
-                      (void *) sync->generation,
-                      "%s %s %s COUNT " NGX_HTTP_TOKEN_SCOPE_SCAN_COUNT,
-                      stage == NGX_HTTP_TOKEN_SCOPE_SCAN_IDS ? "SSCAN"
-                                                             : "HSCAN",
-                      stage == NGX_HTTP_TOKEN_SCOPE_SCAN_IDS ? rcf->key_ids
-                      : stage == NGX_HTTP_TOKEN_SCOPE_SCAN_SELLERS
-                        ? rcf->key_sellers : rcf->key_secrets,
-                      cursor);
+    switch (sync->stage) {
 
-    ngx_http_token_scope_redis_arm();
+    case NGX_HTTP_TOKEN_SCOPE_SCAN_IDS:
+        rc = ngx_http_token_scope_redis_command(&sync->redis,
+                 ngx_http_token_scope_sync_on_scan, NULL,
+                 "SSCAN %s %s COUNT " NGX_HTTP_TOKEN_SCOPE_SCAN_COUNT,
+                 rcf->key_ids, sync->cursor);
+        break;
+
+    case NGX_HTTP_TOKEN_SCOPE_SCAN_SELLERS:
+        rc = ngx_http_token_scope_redis_command(&sync->redis,
+                 ngx_http_token_scope_sync_on_scan, NULL,
+                 "HSCAN %s %s COUNT " NGX_HTTP_TOKEN_SCOPE_SCAN_COUNT,
+                 rcf->key_sellers, sync->cursor);
+        break;
+
+    default: /* NGX_HTTP_TOKEN_SCOPE_SCAN_SECRETS */
+        rc = ngx_http_token_scope_redis_command(&sync->redis,
+                 ngx_http_token_scope_sync_on_scan, NULL,
+                 "HSCAN %s %s COUNT " NGX_HTTP_TOKEN_SCOPE_SCAN_COUNT,
+                 rcf->key_secrets, sync->cursor);
+        break;
+    }
+
+    /* not connected: the layer has said so, and ready rescans */
+    sync->asking = (rc == NGX_OK);
+}
+
+
+/*
+ * A reply of SSCAN or HSCAN: copied out of hiredis' (which frees it on
+ * return) for the slices, and the next one asked for at once, so that
+ * Redis scans while the slices apply
+ */
+
+static void
+ngx_http_token_scope_sync_on_scan(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                    *reply = r;
+    redisReply                    *cursor;
+    ngx_http_token_scope_sync_t   *sync;
+    ngx_http_token_scope_batch_t  *batch;
+
+    sync = &ngx_http_token_scope_sync;
+
+    if (reply == NULL || !sync->rescanning) {
+        return;
+    }
+
+    sync->asking = 0;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[0]->len > NGX_INT64_LEN
+        || reply->element[1]->type != REDIS_REPLY_ARRAY)
+    {
+        ngx_http_token_scope_redis_fail(&sync->redis, "SSCAN or HSCAN",
+                                        reply->type == REDIS_REPLY_ERROR
+                                        ? reply->str : "unexpected reply");
+        return;
+    }
+
+    batch = ngx_http_token_scope_sync_batch(reply->element[1], sync->stage);
+    if (batch == NULL) {
+        ngx_http_token_scope_redis_fail(&sync->redis, "SSCAN or HSCAN",
+                                        "no memory");
+        return;
+    }
+
+    ngx_queue_insert_tail(&sync->batches, &batch->queue);
+    sync->queued++;
+
+    cursor = reply->element[0];
+
+    if (!(cursor->len == 1 && cursor->str[0] == '0')) {
+        ngx_cpystrn(sync->cursor, (u_char *) cursor->str, cursor->len + 1);
+
+    } else if (sync->stage != NGX_HTTP_TOKEN_SCOPE_SCAN_SECRETS) {
+        sync->stage++;
+        ngx_cpystrn(sync->cursor, (u_char *) "0", sizeof(sync->cursor));
+
+    } else {
+        sync->scanned = 1;
+    }
+
+    if (!sync->scanned && sync->queued < NGX_HTTP_TOKEN_SCOPE_SCAN_AHEAD) {
+        ngx_http_token_scope_sync_scan();
+    }
+
+    if (!sync->work.posted) {
+        ngx_post_event(&sync->work, &ngx_posted_next_events);
+    }
+}
+
+
+/* the entries of a reply in one allocation: strings copied, no reply */
+
+static ngx_http_token_scope_batch_t *
+ngx_http_token_scope_sync_batch(redisReply *items, ngx_uint_t kind)
+{
+    u_char                        *p;
+    size_t                         size, step, n, i;
+    redisReply                    *e;
+    ngx_http_token_scope_batch_t  *batch;
+
+    /* HSCAN answers field, value pairs; SSCAN members */
+    step = (kind == NGX_HTTP_TOKEN_SCOPE_SCAN_IDS) ? 1 : 2;
+    n = items->elements / step;
+
+    size = sizeof(ngx_http_token_scope_batch_t)
+           + n * step * sizeof(ngx_str_t);
+
+    for (i = 0; i < n * step; i++) {
+        e = items->element[i];
+
+        if (e->type == REDIS_REPLY_STRING) {
+            size += e->len;
+        }
+    }
+
+    batch = ngx_alloc(size, ngx_http_token_scope_sync.log);
+    if (batch == NULL) {
+        return NULL;
+    }
+
+    batch->kind = kind;
+    batch->n = n;
+    batch->next = 0;
+    batch->names = (ngx_str_t *) &batch[1];
+    batch->values = (step == 2) ? batch->names + n : NULL;
+
+    p = (u_char *) (batch->names + n * step);
+
+    for (i = 0; i < n; i++) {
+        p = ngx_http_token_scope_sync_copy(&batch->names[i],
+                                           items->element[i * step], p);
+
+        if (step == 2) {
+            p = ngx_http_token_scope_sync_copy(&batch->values[i],
+                                               items->element[i * 2 + 1], p);
+        }
+    }
+
+    return batch;
+}
+
+
+/* an entry that is no string is copied as an empty one, and skipped */
+
+static u_char *
+ngx_http_token_scope_sync_copy(ngx_str_t *s, redisReply *e, u_char *p)
+{
+    s->data = p;
+    s->len = 0;
+
+    if (e->type != REDIS_REPLY_STRING) {
+        return p;
+    }
+
+    s->len = e->len;
+
+    return ngx_cpymem(p, e->str, e->len);
+}
+
+
+/*
+ * A slice of the rescan: the batches in hand applied until about a
+ * millisecond has passed, then the event loop runs before the next slice
+ */
+
+static void
+ngx_http_token_scope_sync_work(ngx_event_t *ev)
+{
+    int64_t                        deadline;
+    ngx_int_t                      rc;
+    ngx_queue_t                   *q;
+    ngx_http_token_scope_sync_t   *sync;
+    ngx_http_token_scope_batch_t  *batch;
+
+    sync = &ngx_http_token_scope_sync;
+
+    if (!sync->rescanning) {
+        return;
+    }
+
+    deadline = ngx_http_token_scope_revocation_deadline();
+
+    /* the spare table is cleared first, the batches wait for that */
+    rc = ngx_http_token_scope_revocation_apply(NULL, deadline);
+
+    while (rc == NGX_OK && !ngx_queue_empty(&sync->batches)) {
+        q = ngx_queue_head(&sync->batches);
+        batch = ngx_queue_data(q, ngx_http_token_scope_batch_t, queue);
+
+        rc = ngx_http_token_scope_revocation_apply(batch, deadline);
+
+        if (batch->next == batch->n) {
+            ngx_queue_remove(q);
+            ngx_free(batch);
+            sync->queued--;
+
+            if (!sync->scanned && !sync->asking) {
+                ngx_http_token_scope_sync_scan();
+            }
+        }
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_token_scope_sync_stop();
+        return;
+    }
+
+    if (rc == NGX_AGAIN) {
+        ngx_post_event(&sync->work, &ngx_posted_next_events);
+        return;
+    }
+
+    if (sync->scanned && ngx_queue_empty(&sync->batches)) {
+        ngx_http_token_scope_sync_commit();
+    }
+
+    /* else the next reply posts the next slice */
 }
 
 
 static void
-ngx_http_token_scope_redis_on_scan(redisAsyncContext *ac, void *r,
-    void *privdata)
+ngx_http_token_scope_sync_commit(void)
 {
-    redisReply                    *reply = r;
-    int64_t                        time;
-    ts_str_t                       id;
-    ngx_uint_t                     i, step, stage, count;
-    redisReply                    *items, *cursor, *value;
-    ngx_slab_pool_t               *shpool;
-    ngx_http_token_scope_shm_t    *sh;
-    ngx_http_token_scope_sync_t   *sync;
+    ngx_int_t                     rc;
+    ngx_uint_t                    count;
+    ngx_http_token_scope_sync_t  *sync;
 
     sync = &ngx_http_token_scope_sync;
 
-    if ((uintptr_t) privdata != sync->generation) {
+    sync->rescanning = 0;
+
+    rc = ngx_http_token_scope_revocation_commit(&count);
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_token_scope_sync_stop();
         return;
     }
 
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 2
-        || reply->element[0]->type != REDIS_REPLY_STRING
-        || reply->element[1]->type != REDIS_REPLY_ARRAY)
-    {
-        ngx_http_token_scope_redis_fail("SSCAN or HSCAN",
-                                        reply && reply->type
-                                                 == REDIS_REPLY_ERROR
-                                        ? reply->str : NULL);
-        return;
-    }
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, sync->log, 0,
+                   "token scope sync: rescan done in %L us",
+                   ngx_http_token_scope_revocation_clock() - sync->started);
 
-    ngx_http_token_scope_redis_disarm();
-
-    cursor = reply->element[0];
-    items = reply->element[1];
-    stage = sync->resyncing;
-
-    /* HSCAN answers field, value pairs; SSCAN members */
-    step = (stage == NGX_HTTP_TOKEN_SCOPE_SCAN_IDS) ? 1 : 2;
-
-    shpool = (ngx_slab_pool_t *) sync->rcf->shm_zone->shm.addr;
-    sh = sync->rcf->shm_zone->data;
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    for (i = 0; i + step <= items->elements; i += step) {
-        if (items->element[i]->type != REDIS_REPLY_STRING) {
-            continue;
-        }
-
-        id.data = (u_char *) items->element[i]->str;
-        id.len = items->element[i]->len;
-        value = (step == 2) ? items->element[i + 1] : NULL;
-
-        if (value != NULL && value->type != REDIS_REPLY_STRING) {
-            continue;
-        }
-
-        if (stage == NGX_HTTP_TOKEN_SCOPE_SCAN_SECRETS) {
-            if (ngx_http_token_scope_redis_secrets(sh->tables[sync->building],
-                                                   &id, (u_char *) value->str,
-                                                   value->len)
-                != NGX_OK)
-            {
-                break;
-            }
-
-            continue;
-        }
-
-        time = 0;
-
-        if (value != NULL
-            && ts_parse_time((u_char *) value->str, value->len, &time) != 0)
-        {
-            continue;
-        }
-
-        if (ngx_http_token_scope_redis_apply(sh->tables[sync->building],
-                                             value ? TS_REVOKE_SELLER
-                                                   : TS_REVOKE_ID,
-                                             &id, time)
-            != NGX_OK)
-        {
-            break;
-        }
-    }
-
-    ngx_shmtx_unlock(&shpool->mutex);
-
-    if (!(cursor->len == 1 && cursor->str[0] == '0')) {
-        ngx_http_token_scope_redis_scan(stage, cursor->str);
-        return;
-    }
-
-    if (stage != NGX_HTTP_TOKEN_SCOPE_SCAN_SECRETS) {
-        sync->resyncing = stage + 1;
-        ngx_http_token_scope_redis_scan(stage + 1, "0");
-        return;
-    }
-
-    ngx_shmtx_lock(&shpool->mutex);
-    sh->active = sync->building;
-    sh->synced = 1;
-    sh->full = 0;
-    count = sh->tables[sh->active]->count;
-    ngx_shmtx_unlock(&shpool->mutex);
-
-    sync->resyncing = 0;
-    sync->backoff = NGX_HTTP_TOKEN_SCOPE_BACKOFF_MIN;
-
-    ngx_http_token_scope_redis_fresh();
-
-    if (!sync->up) {
+    if (!sync->synced) {
         ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
                       "token scope: redis \"%V\" connected, %ui revoked ids, "
                       "sellers and service secrets synced",
                       &sync->rcf->address, count);
-        sync->up = 1;
-        sync->down_logged = 0;
+        sync->synced = 1;
 
-        ngx_http_token_scope_redis_ping(NULL);
+        ngx_http_token_scope_sync_ping(NULL);
     }
 
-    if (sync->again) {
+    ngx_http_token_scope_redis_working(&sync->redis);
+
+    if (rc == NGX_AGAIN || sync->again) {
         sync->again = 0;
-        ngx_http_token_scope_redis_resync();
-    }
-}
-
-
-/* "SERVICE-ID" -> "HEX [HEX ...]" of the HASH service-secrets */
-
-static ngx_int_t
-ngx_http_token_scope_redis_secrets(ts_table_t *t, ts_str_t *service,
-    u_char *p, size_t len)
-{
-    u_char   *end, *word;
-    uint64_t  key;
-    u_char    digest[TS_SHA256_LEN];
-
-    end = p + len;
-
-    while (p < end) {
-        while (p < end && *p == ' ') {
-            p++;
-        }
-
-        word = p;
-
-        while (p < end && *p != ' ') {
-            p++;
-        }
-
-        if (p == word
-            || ts_hex_digest((char *) word, p - word, digest) != 0)
-        {
-            continue;
-        }
-
-        key = ts_table_secret_key(service, digest);
-
-        if (key != 0 && ts_table_put(t, key, 1) != 0) {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_token_scope_redis_on_connect(const redisAsyncContext *ac,
-    int status)
-{
-    ngx_http_token_scope_sync_t  *sync;
-
-    sync = &ngx_http_token_scope_sync;
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, sync->log, 0,
-                   "token scope redis connected: %d", status);
-
-    if (status != REDIS_OK
-        && (ac == sync->cmd.ac || ac == sync->sub.ac))
-    {
-        /* hiredis frees the context after this callback */
-        if (ac == sync->cmd.ac) {
-            sync->cmd.ac = NULL;
-
-        } else {
-            sync->sub.ac = NULL;
-        }
-
-        ngx_http_token_scope_redis_fail("connect", ac->errstr);
+        ngx_http_token_scope_sync_rescan();
     }
 }
 
 
 static void
-ngx_http_token_scope_redis_on_disconnect(const redisAsyncContext *ac,
-    int status)
+ngx_http_token_scope_sync_drop_batches(void)
+{
+    ngx_queue_t                   *q;
+    ngx_http_token_scope_sync_t   *sync;
+    ngx_http_token_scope_batch_t  *batch;
+
+    sync = &ngx_http_token_scope_sync;
+
+    while (!ngx_queue_empty(&sync->batches)) {
+        q = ngx_queue_head(&sync->batches);
+        batch = ngx_queue_data(q, ngx_http_token_scope_batch_t, queue);
+
+        ngx_queue_remove(q);
+        ngx_free(batch);
+    }
+
+    sync->queued = 0;
+
+    if (sync->work.posted) {
+        ngx_delete_posted_event(&sync->work);
+    }
+}
+
+
+static void
+ngx_http_token_scope_sync_ping(ngx_event_t *ev)
 {
     ngx_http_token_scope_sync_t  *sync;
 
     sync = &ngx_http_token_scope_sync;
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, sync->log, 0,
-                   "token scope redis disconnected: %d", status);
+    (void) ngx_http_token_scope_redis_command(&sync->redis,
+                                        ngx_http_token_scope_sync_on_pong,
+                                        NULL, "PING");
+}
 
-    if (ac != sync->cmd.ac && ac != sync->sub.ac) {
-        /* one we closed ourselves */
+
+static void
+ngx_http_token_scope_sync_on_pong(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                   *reply = r;
+    ngx_msec_t                    interval;
+    ngx_http_token_scope_sync_t  *sync;
+
+    sync = &ngx_http_token_scope_sync;
+
+    if (reply == NULL) {
         return;
     }
 
-    if (ac == sync->cmd.ac) {
-        sync->cmd.ac = NULL;
-
-    } else {
-        sync->sub.ac = NULL;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_token_scope_redis_fail(&sync->redis, "PING", reply->str);
+        return;
     }
 
-    ngx_http_token_scope_redis_fail("connection",
-                                    ac->err ? ac->errstr : "closed by peer");
+    if (ngx_http_token_scope_revocation_fresh(1) == NGX_DECLINED) {
+        ngx_http_token_scope_sync_stop();
+        return;
+    }
+
+    /* often enough that a healthy link never looks stale */
+    interval = ngx_max(100, ngx_min(1000, sync->rcf->max_stale * 1000 / 3));
+
+    ngx_add_timer(&sync->ping, interval);
+}
+
+
+/*
+ * The zone has a newer writer: the worker 0 of a newer configuration
+ * keeps it now.  This one lets go of Redis for good.
+ */
+
+static void
+ngx_http_token_scope_sync_stop(void)
+{
+    ngx_http_token_scope_sync_t  *sync;
+
+    sync = &ngx_http_token_scope_sync;
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, sync->log, 0,
+                   "token scope sync: the zone is a newer writer's");
+
+    sync->stopped = 1;
+
+    ngx_http_token_scope_redis_close(&sync->redis);
 }

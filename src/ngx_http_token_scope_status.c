@@ -33,21 +33,19 @@ static const char  *ngx_http_token_scope_decision_names[] = {
 };
 
 
-/* created with the main configuration: counting never depends on a page */
-
 ngx_int_t
 ngx_http_token_scope_status_zone(ngx_conf_t *cf,
     ngx_http_token_scope_main_conf_t *tmcf)
 {
     ngx_str_t  name = ngx_string("token_scope_status");
 
-    tmcf->status_zone = ngx_shared_memory_add(cf, &name, 8 * ngx_pagesize,
-                                              &ngx_http_token_scope_module);
+    tmcf->status_zone = ngx_http_token_scope_shm_add(cf, &name,
+                                    8 * ngx_pagesize,
+                                    ngx_http_token_scope_status_init_zone,
+                                    tmcf);
     if (tmcf->status_zone == NULL) {
         return NGX_ERROR;
     }
-
-    tmcf->status_zone->init = ngx_http_token_scope_status_init_zone;
 
     return NGX_OK;
 }
@@ -56,28 +54,33 @@ ngx_http_token_scope_status_zone(ngx_conf_t *cf,
 static ngx_int_t
 ngx_http_token_scope_status_init_zone(ngx_shm_zone_t *zone, void *data)
 {
-    ngx_slab_pool_t  *shpool;
+    ngx_http_token_scope_main_conf_t *otmcf = data;
+
+    ngx_slab_pool_t                   *shpool;
+    ngx_http_token_scope_main_conf_t  *tmcf;
+
+    tmcf = zone->data;
 
     /* counters survive a reload */
-    if (data != NULL) {
-        zone->data = data;
+    if (otmcf != NULL) {
+        tmcf->counters = otmcf->counters;
         return NGX_OK;
     }
 
     shpool = (ngx_slab_pool_t *) zone->shm.addr;
 
     if (zone->shm.exists) {
-        zone->data = shpool->data;
+        tmcf->counters = shpool->data;
         return NGX_OK;
     }
 
-    zone->data = ngx_slab_calloc(shpool,
-                                 sizeof(ngx_http_token_scope_counters_t));
-    if (zone->data == NULL) {
+    tmcf->counters = ngx_slab_calloc(shpool,
+                                     sizeof(ngx_http_token_scope_counters_t));
+    if (tmcf->counters == NULL) {
         return NGX_ERROR;
     }
 
-    shpool->data = zone->data;
+    shpool->data = tmcf->counters;
 
     return NGX_OK;
 }
@@ -94,7 +97,7 @@ ngx_http_token_scope_count(ngx_http_request_t *r,
     ngx_http_token_scope_main_conf_t  *tmcf;
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
-    counters = tmcf->status_zone->data;
+    counters = tmcf->counters;
 
     ngx_atomic_fetch_add(
         &counters->decisions[ctx->decision % NGX_HTTP_TOKEN_SCOPE_DECISIONS]
@@ -137,18 +140,18 @@ ngx_http_token_scope_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_token_scope_status_handler(ngx_http_request_t *r)
 {
-    size_t                               size;
-    time_t                               age;
-    ngx_int_t                            rc;
-    ngx_buf_t                           *b;
-    ngx_str_t                           *kid;
-    ngx_uint_t                           i, j, n;
-    ngx_chain_t                          out;
-    const char                          *name;
-    ngx_http_token_scope_counters_t     *counters;
-    ngx_http_token_scope_main_conf_t    *tmcf;
-    ngx_http_token_scope_cache_stats_t   cache;
-    ngx_http_token_scope_redis_state_t   redis;
+    size_t                                    size;
+    time_t                                    age;
+    ngx_int_t                                 rc;
+    ngx_buf_t                                *b;
+    ngx_str_t                                *kid;
+    ngx_uint_t                                i, j, n;
+    ngx_chain_t                               out;
+    const char                               *name;
+    ngx_http_token_scope_counters_t          *counters;
+    ngx_http_token_scope_main_conf_t         *tmcf;
+    ngx_http_token_scope_cache_stats_t        cache;
+    ngx_http_token_scope_revocation_state_t   redis;
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "token scope status handler");
@@ -163,10 +166,10 @@ ngx_http_token_scope_status_handler(ngx_http_request_t *r)
     }
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
-    counters = tmcf->status_zone->data;
+    counters = tmcf->counters;
 
     ngx_http_token_scope_cache_state(tmcf, &cache);
-    ngx_http_token_scope_redis_state(tmcf, &redis);
+    ngx_http_token_scope_revocation_state(tmcf, &redis);
 
     /* one line is at most a name, a label and a 20-digit number */
     n = NGX_HTTP_TOKEN_SCOPE_DECISIONS * TS_REASON_MAX + 64 + TS_TYPE_MAX

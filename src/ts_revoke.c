@@ -49,6 +49,30 @@ ts_table_init(ts_table_t *t, size_t capacity)
 }
 
 
+/*
+ * Clears up to n slots from slot "from" on, and returns where to go on:
+ * a table too large to clear at once (tens of megabytes) is cleared a
+ * slice at a time; it holds nothing, count 0, once all are cleared.
+ */
+
+size_t
+ts_table_clear(ts_table_t *t, size_t from, size_t n)
+{
+    if (from >= t->capacity) {
+        return t->capacity;
+    }
+
+    if (n > t->capacity - from) {
+        n = t->capacity - from;
+    }
+
+    memset(&t->slots[from], 0, n * sizeof(ts_slot_t));
+    t->count = 0;
+
+    return from + n;
+}
+
+
 /* keys are digests: a zero key marks an empty slot */
 
 uint64_t
@@ -58,6 +82,27 @@ ts_table_key(char kind, const unsigned char *data, size_t len)
     unsigned char  md[TS_SHA256_LEN];
 
     if (ts_sha256_recent((unsigned char *) &kind, 1, data, len, md) != 0) {
+        memset(md, 0, sizeof(md));
+    }
+
+    memcpy(&key, md, sizeof(key));
+
+    return key ? key : 1;
+}
+
+
+/*
+ * The same key, for an id seen once (a rescan's): remembering a million
+ * of them would only push the tokens of requests out of the memo
+ */
+
+uint64_t
+ts_table_key_once(char kind, const unsigned char *data, size_t len)
+{
+    uint64_t       key;
+    unsigned char  md[TS_SHA256_LEN];
+
+    if (ts_sha256_pair((unsigned char *) &kind, 1, data, len, md) != 0) {
         memset(md, 0, sizeof(md));
     }
 
@@ -97,6 +142,23 @@ static size_t
 ts_table_next(const ts_table_t *t, size_t i)
 {
     return i + 1 == t->capacity ? 0 : i + 1;
+}
+
+
+/*
+ * Asks the CPU for the key's home slot ahead of a put: a caller with many
+ * keys overlaps the memory latency of their slots
+ */
+
+void
+ts_table_prefetch(const ts_table_t *t, uint64_t key)
+{
+#if defined(__GNUC__)
+    __builtin_prefetch(&t->slots[ts_table_home(t, key)], 1, 0);
+#else
+    (void) t;
+    (void) key;
+#endif
 }
 
 

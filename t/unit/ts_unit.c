@@ -1800,12 +1800,31 @@ test_revoke(void)
     ok(i == 64 && t->count == 64 - 22,
        "deleting from colliding runs keeps every other key");
 
+    for (i = 0; i < capacity; i = ts_table_clear(t, i, 7)) { /* void */ }
+
+    for (i = 0; i < 64 && ts_table_get(t, keys[i], &v) == 0; i++) {
+        /* void */
+    }
+
+    ok(i == 64 && t->count == 0 && ts_table_clear(t, capacity, 7) == capacity,
+       "a table cleared a slice at a time holds nothing");
+
+    for (i = 0; i < 64; i++) {
+        ts_table_put(t, keys[i], (int64_t) i);
+    }
+
     for (i = 0; ts_table_put(t, 1000 + i, 1) == 0; i++) { /* void */ }
     ok(t->count == capacity / 10 * 9, "a table refuses entries past 90%");
 
     ok(ts_table_key(TS_TABLE_KEY_ID, (unsigned char *) "a", 1)
        != ts_table_key(TS_TABLE_KEY_SELLER, (unsigned char *) "a", 1),
        "ids and sellers have separate keys");
+
+    ok(ts_table_key_once(TS_TABLE_KEY_ID, (unsigned char *) "a", 1)
+       == ts_table_key(TS_TABLE_KEY_ID, (unsigned char *) "a", 1)
+       && ts_table_key_once(TS_TABLE_KEY_SELLER, (unsigned char *) "a", 1)
+          == ts_table_key(TS_TABLE_KEY_SELLER, (unsigned char *) "a", 1),
+       "a key made once is the key a request makes");
 
     memset(&tok, 0, sizeof(tok));
     tok.exp = 1000000;
