@@ -14,7 +14,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 
 use Test::More;
-use Time::HiRes qw(time);
+use Time::HiRes qw(sleep time);
 use TokenScope::Test qw(verdict token_claims);
 use TokenScope::Redis qw(wait_for revocation_config uuid7 redis_state_lines
                          reload);
@@ -222,11 +222,13 @@ is($rc, 0, 'scripts/revoke-seller TOKEN (now)') or diag($out . $err);
 ok(defined until_everywhere('/', $recent, '401 revoked'),
    'the token\'s seller is revoked');
 
+my $issued = int(time()) + 1;
 my $newer = $t->mint('e1', @mp, '--claim',
                      'sid="' . token_claims($recent)->{sid} . '"',
-                     '--claim', 'iat=' . (int(time()) + 1),
-                     '--exp-in', 7200);
-sleep 2;
+                     '--claim', "iat=$issued", '--exp-in', 7200);
+
+# an iat in the future is not_yet_valid: wait for the clock to reach it
+sleep 0.05 while time() < $issued;
 is(v('/', $newer), '200', 'a token of that seller issued after passes');
 
 ($rc, $out) = $redis->script('unrevoke-seller', $recent);
