@@ -48,18 +48,29 @@ all: module
 
 module: $(MODULE)
 
-$(BUILD)/nginx/objs/Makefile: config
+# nginx's configure in a copy of NGINX_SRC, with the tree's own arguments
+# (above); the caller adds the compiler options and the module
+NGX_CONFIGURE = if [ -f conf_flags ]; then . ./conf_flags; \
+                else NGX_CONF_FLAGS=(--with-compat); fi \
+                && if [ -x configure ]; then configure=./configure; \
+                   else configure=auto/configure; fi \
+                && $$configure "$${NGX_CONF_FLAGS[@]}"
+
+# Debian's hardening flags (as its nginx module packages are built with),
+# where dpkg-buildflags exists
+HARDENING := DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get
+NGX_CC_OPT ?= $(shell $(HARDENING) CFLAGS 2>/dev/null) \
+              $(shell $(HARDENING) CPPFLAGS 2>/dev/null)
+NGX_LD_OPT ?= $(shell $(HARDENING) LDFLAGS 2>/dev/null)
+
+$(BUILD)/nginx/objs/Makefile: config Makefile
 	rm -rf $(BUILD)/nginx
 	mkdir -p $(BUILD)
 	cp -r $(NGINX_SRC) $(BUILD)/nginx
-	cd $(BUILD)/nginx \
-	    && if [ -f conf_flags ]; then . ./conf_flags; \
-	       else NGX_CONF_FLAGS=(--with-compat); fi \
-	    && if [ -x configure ]; then configure=./configure; \
-	       else configure=auto/configure; fi \
-	    && $$configure "$${NGX_CONF_FLAGS[@]}" \
-	        --with-cc-opt="$(NGX_CC_OPT)" \
-	        --add-dynamic-module=$(CURDIR) > ../configure.log
+	cd $(BUILD)/nginx && $(NGX_CONFIGURE) \
+	    --with-cc-opt="$(strip $(NGX_CC_OPT))" \
+	    --with-ld-opt="$(strip $(NGX_LD_OPT))" \
+	    --add-dynamic-module=$(CURDIR) > ../configure.log
 
 $(MODULE): $(BUILD)/nginx/objs/Makefile $(CORE_SRCS) $(CORE_HDRS) $(GLUE_SRCS)
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules

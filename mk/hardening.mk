@@ -123,17 +123,16 @@ $(ASAN_BUILD)/ts-unit: t/unit/ts_unit.c $(CORE_SRCS) $(CORE_HDRS)
 	    -Isrc -o $@ t/unit/ts_unit.c $(CORE_SRCS) $(LIBS)
 
 
-# a second nginx tree, configured as Debian's (the same module signature)
+# a second nginx tree, configured as the first (the same module signature)
 # but compiling with the sanitizers; only its "modules" target is built
-$(ASAN_NGINX)/objs/Makefile: config
+$(ASAN_NGINX)/objs/Makefile: config Makefile
 	rm -rf $(ASAN_NGINX)
 	mkdir -p $(BUILD)
 	cp -r $(NGINX_SRC) $(ASAN_NGINX)
-	cd $(ASAN_NGINX) && . ./conf_flags \
-	    && ./configure "$${NGX_CONF_FLAGS[@]}" \
-	        --with-cc-opt="-g -O1 $(SAN_FLAGS)" \
-	        --with-ld-opt="$(SAN_FLAGS)" \
-	        --add-dynamic-module=$(CURDIR) > ../asan-configure.log
+	cd $(ASAN_NGINX) && $(NGX_CONFIGURE) \
+	    --with-cc-opt="-g -O1 $(SAN_FLAGS)" \
+	    --with-ld-opt="$(SAN_FLAGS)" \
+	    --add-dynamic-module=$(CURDIR) > ../asan-configure.log
 
 $(ASAN_MODULE): $(ASAN_NGINX)/objs/Makefile $(CORE_SRCS) $(CORE_HDRS) \
                 $(GLUE_SRCS)
