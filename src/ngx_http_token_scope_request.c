@@ -14,6 +14,10 @@
 #include "ngx_http_token_scope.h"
 
 
+#define ngx_http_token_scope_fact(name, lowcase, variable)                    \
+    { ngx_string(name), ngx_string(lowcase), ngx_string(variable) }
+
+
 typedef struct {
     ngx_str_t                   name;
     ngx_str_t                   lowcase;
@@ -29,9 +33,6 @@ static ngx_uint_t ngx_http_token_scope_header_is(ngx_table_elt_t *h,
     const char *name, size_t len);
 static size_t ngx_http_token_scope_utf8(u_char *p, u_char *last);
 
-
-#define ngx_http_token_scope_fact(name, lowcase, variable)                    \
-    { ngx_string(name), ngx_string(lowcase), ngx_string(variable) }
 
 static ngx_http_token_scope_fact_t  ngx_http_token_scope_facts_sent[] = {
     ngx_http_token_scope_fact("X-Token-Id", "x-token-id", "token_scope_id"),
