@@ -3,12 +3,13 @@
 # token_scope_upstream_headers: the verified token's facts reach the
 # upstream as X-Token-* request headers, and a client's own copies never
 # do, in any case, with "_" for "-", duplicated, whatever proxy_set_header
-# the location has, for proxy, FastCGI and uwsgi alike; also where the
+# the location has, for proxy, gRPC, FastCGI and uwsgi alike; also where the
 # module refused the request and "satisfy any" let it through, where
 # token_scope is off, and in a subrequest, without touching the parent's
 # headers.  The upstreams are small servers of this test that answer with
 # exactly what they got: the HTTP request head, the FastCGI params, the
-# uwsgi vars.
+# uwsgi vars; for gRPC, an nginx server over HTTP/2 echoes the first copy
+# of three headers.
 
 use strict;
 use warnings;
@@ -66,6 +67,12 @@ http {
             uwsgi_pass 127.0.0.1:%%PORT_UWSGI%%;
         }
 
+        location /grpc/ {
+            token_scope marketplace;
+            token_scope_upstream_headers on;
+            grpc_pass grpc://127.0.0.1:%%PORT_H2%%;
+        }
+
         location /report/ {
             token_scope content;
             token_scope_mode report;
@@ -99,6 +106,18 @@ http {
             ssi on;
             default_type text/html;
             return 200 '<!--# include virtual="/proxy/sub" -->====<!--# include virtual="/plain/sub" -->';
+        }
+    }
+
+    # the gRPC upstream: HTTP/2 without TLS; nginx's $http_ variable of an
+    # unknown header is its first copy, a forged one would come first
+    server {
+        listen 127.0.0.1:%%PORT_H2%% http2;
+        server_name h2;
+        underscores_in_headers on;
+
+        location / {
+            return 200 "x-token-seller: $http_x_token_seller\nx-token-id: $http_x_token_id\nx-token-scopes: $http_x_token_scopes\n";
         }
     }
 }
@@ -161,9 +180,13 @@ for my $where (qw(proxy own fastcgi uwsgi)) {
     is(facts($r->{body}), $expected, "$where: the upstream gets the token's facts once and none of the client's copies");
 }
 
+my $r = $t->get('/grpc/x', Authorization => "Bearer $good", @forged);
+is($r->{status}, 200, 'grpc: a good token with forged headers passes');
+is(facts($r->{body}), "x-token-seller: $sid\nx-token-id: $id\nx-token-scopes: ", 'grpc: the upstream gets the token\'s facts, not the client\'s copies');
+
 like($t->get('/own/x', Authorization => "Bearer $good")->{body}, qr/^X-Own: yes\r?$/mi, 'the location\'s own proxy_set_header is sent too');
 
-my $r = $t->get('/report/x', Authorization => "Bearer $good", @forged);
+$r = $t->get('/report/x', Authorization => "Bearer $good", @forged);
 is($r->{status}, 200, 'report mode lets a token without the category pass');
 is(facts($r->{body}), $expected, 'report mode: the upstream gets the facts of the reported token');
 
