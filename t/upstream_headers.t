@@ -73,6 +73,19 @@ http {
             grpc_pass grpc://127.0.0.1:%%PORT_H2%%;
         }
 
+        # decided here, then again in the named location
+        location /redirect/ {
+            token_scope marketplace;
+            token_scope_upstream_headers on;
+            try_files /nonexistent @proxy;
+        }
+
+        location @proxy {
+            token_scope marketplace;
+            token_scope_upstream_headers on;
+            proxy_pass http://127.0.0.1:%%PORT_HTTP%%;
+        }
+
         location /report/ {
             token_scope content;
             token_scope_mode report;
@@ -183,6 +196,10 @@ for my $where (qw(proxy own fastcgi uwsgi)) {
 my $r = $t->get('/grpc/x', Authorization => "Bearer $good", @forged);
 is($r->{status}, 200, 'grpc: a good token with forged headers passes');
 is(facts($r->{body}), "x-token-seller: $sid\nx-token-id: $id\nx-token-scopes: ", 'grpc: the upstream gets the token\'s facts, not the client\'s copies');
+
+$r = $t->get('/redirect/x', Authorization => "Bearer $good", @forged);
+is($r->{status}, 200, 'a request decided in two locations passes');
+is(facts($r->{body}), $expected, 'the second location\'s facts replace the first\'s: each header once');
 
 like($t->get('/own/x', Authorization => "Bearer $good")->{body}, qr/^X-Own: yes\r?$/mi, 'the location\'s own proxy_set_header is sent too');
 
