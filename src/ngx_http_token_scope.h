@@ -58,6 +58,9 @@
 #define NGX_HTTP_TOKEN_SCOPE_OVERRIDE_CHECK   0
 #define NGX_HTTP_TOKEN_SCOPE_OVERRIDE_IGNORE  1
 
+#define NGX_HTTP_TOKEN_SCOPE_PREFLIGHT_CHECK  0
+#define NGX_HTTP_TOKEN_SCOPE_PREFLIGHT_PASS   1
+
 
 typedef struct {
     ngx_str_t                   name;
@@ -228,6 +231,13 @@ typedef struct {
 } ngx_http_token_scope_name_t;
 
 
+/* where a directive is, for the mistakes found when merging */
+typedef struct {
+    u_char                     *file;
+    ngx_uint_t                  line;
+} ngx_http_token_scope_where_t;
+
+
 typedef struct {
     /* token_scope: off, a list of names or a variable */
     ngx_flag_t                  enable;
@@ -269,6 +279,13 @@ typedef struct {
     ts_secrets_t               *secrets;
     ngx_uint_t                  secrets_redis;
     ngx_uint_t                  method_override;
+
+    ngx_flag_t                  upstream_headers;
+    ngx_uint_t                  preflight;
+
+    ngx_http_token_scope_where_t  enable_at;   /* token_scope */
+    ngx_http_token_scope_where_t  opaque_at;
+    ngx_http_token_scope_where_t  secrets_at;
 
     /* a worker said once that this configuration names nothing known */
     ngx_uint_t                  config_logged;
@@ -357,6 +374,14 @@ char *ngx_http_token_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_token_scope_resolve(ngx_conf_t *cf, ngx_array_t *names,
     ts_required_t *req);
 ngx_array_t *ngx_http_token_scope_names(ngx_conf_t *cf);
+void ngx_http_token_scope_where(ngx_conf_t *cf,
+    ngx_http_token_scope_where_t *at);
+ngx_int_t ngx_http_token_scope_headers(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx);
+ngx_uint_t ngx_http_token_scope_preflight(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx);
+ngx_int_t ngx_http_token_scope_variable_uri(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 char *ngx_http_token_scope_hosts_block(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_token_scope_hosts_init(ngx_conf_t *cf,

@@ -15,6 +15,8 @@
 
 
 static void ngx_http_token_scope_cleanup_sha256(void *data);
+static void ngx_http_token_scope_merge_error(ngx_conf_t *cf,
+    ngx_http_token_scope_where_t *at, const char *text);
 
 
 static void
@@ -104,6 +106,9 @@ ngx_http_token_scope_create_loc_conf(ngx_conf_t *cf)
      *     tlcf->origin = { 0, NULL };
      *     tlcf->personal_only_names = NULL;
      *     tlcf->personal_only = 0;
+     *     tlcf->enable_at = { NULL, 0 };
+     *     tlcf->opaque_at = { NULL, 0 };
+     *     tlcf->secrets_at = { NULL, 0 };
      */
 
     tlcf->enable = NGX_CONF_UNSET;
@@ -129,6 +134,8 @@ ngx_http_token_scope_create_loc_conf(ngx_conf_t *cf)
     tlcf->opaque_ttl = NGX_CONF_UNSET;
     tlcf->opaque_miss_ttl = NGX_CONF_UNSET;
     tlcf->method_override = NGX_CONF_UNSET_UINT;
+    tlcf->upstream_headers = NGX_CONF_UNSET;
+    tlcf->preflight = NGX_CONF_UNSET_UINT;
 
     return tlcf;
 }
@@ -142,6 +149,8 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_http_token_scope_loc_conf_t *conf = child;
 
     ts_required_t                      personal_only;
+    ngx_http_token_scope_name_t       *name;
+    ngx_http_token_scope_where_t       at;
     ngx_http_token_scope_main_conf_t  *tmcf;
 
     if (conf->enable == NGX_CONF_UNSET) {
@@ -150,6 +159,7 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
         conf->hosts = prev->hosts;
         conf->required_value = prev->required_value;
         conf->required = prev->required;
+        conf->enable_at = prev->enable_at;
     }
 
     /* http level names come unresolved: that conf is never merged */
@@ -182,10 +192,15 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
         if (personal_only.common || personal_only.names
             || personal_only.nany)
         {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"token_scope_personal_only\" takes "
-                               "categories with a bit, not \"common\", "
-                               "scope names or alternatives");
+            name = conf->personal_only_names->elts;
+            at.file = name[0].file;
+            at.line = name[0].line;
+
+            ngx_http_token_scope_merge_error(cf, &at,
+                                             "\"token_scope_personal_only\" "
+                                             "takes categories with a bit, "
+                                             "not \"common\", scope names "
+                                             "or alternatives");
             return NGX_CONF_ERROR;
         }
 
@@ -200,6 +215,7 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
     if (conf->secrets == NGX_CONF_UNSET_PTR) {
         conf->secrets = prev->secrets;
         conf->secrets_redis = prev->secrets_redis;
+        conf->secrets_at = prev->secrets_at;
     }
 
     ngx_conf_merge_ptr_value(conf->secrets, prev->secrets, NULL);
@@ -207,9 +223,9 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
     tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_token_scope_module);
 
     if (conf->secrets_redis && tmcf->redis == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"token_scope_service_secrets redis\" needs "
-                           "\"token_scope_redis\"");
+        ngx_http_token_scope_merge_error(cf, &conf->secrets_at,
+                                         "\"token_scope_service_secrets "
+                                         "redis\" needs \"token_scope_redis\"");
         return NGX_CONF_ERROR;
     }
 
@@ -252,9 +268,16 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_uint_value(conf->log_level, prev->log_level, NGX_LOG_INFO);
     ngx_conf_merge_uint_value(conf->method_override, prev->method_override,
                               NGX_HTTP_TOKEN_SCOPE_OVERRIDE_CHECK);
+    ngx_conf_merge_value(conf->upstream_headers, prev->upstream_headers, 0);
+    ngx_conf_merge_uint_value(conf->preflight, prev->preflight,
+                              NGX_HTTP_TOKEN_SCOPE_PREFLIGHT_CHECK);
     ngx_conf_merge_uint_value(conf->public, prev->public,
                               NGX_HTTP_TOKEN_SCOPE_PUBLIC_OFF);
     ngx_conf_merge_ptr_value(conf->subject, prev->subject, NULL);
+    if (conf->opaque == NGX_CONF_UNSET) {
+        conf->opaque_at = prev->opaque_at;
+    }
+
     ngx_conf_merge_value(conf->opaque, prev->opaque, 0);
     ngx_conf_merge_sec_value(conf->opaque_ttl, prev->opaque_ttl, 60);
     ngx_conf_merge_sec_value(conf->opaque_miss_ttl, prev->opaque_miss_ttl,
@@ -262,9 +285,9 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
 
     if (conf->opaque) {
         if (tmcf->redis == NULL) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"token_scope_opaque on\" needs "
-                               "\"token_scope_redis\"");
+            ngx_http_token_scope_merge_error(cf, &conf->opaque_at,
+                                             "\"token_scope_opaque on\" "
+                                             "needs \"token_scope_redis\"");
             return NGX_CONF_ERROR;
         }
 
@@ -286,14 +309,43 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
     if (conf->verify && !conf->opaque
         && (conf->keys == NULL || conf->keys->nkeys == 0))
     {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"token_scope\" is enabled with "
-                           "\"token_scope_verify on\" but no "
-                           "\"token_scope_key_file\" is configured");
+        ngx_http_token_scope_merge_error(cf, &conf->enable_at,
+                                         "\"token_scope\" is enabled with "
+                                         "\"token_scope_verify on\" but no "
+                                         "\"token_scope_key_file\" is "
+                                         "configured");
         return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * A mistake found when merging names the directive's place, as
+ * ngx_conf_log_error() does while parsing: cf is at the end of the http
+ * block by then
+ */
+
+static void
+ngx_http_token_scope_merge_error(ngx_conf_t *cf,
+    ngx_http_token_scope_where_t *at, const char *text)
+{
+    if (at->file == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s", text);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_EMERG, cf->log, 0, "%s in %s:%ui",
+                  text, at->file, at->line);
+}
+
+
+void
+ngx_http_token_scope_where(ngx_conf_t *cf, ngx_http_token_scope_where_t *at)
+{
+    at->file = cf->conf_file->file.name.data;
+    at->line = cf->conf_file->line;
 }
 
 
@@ -370,6 +422,8 @@ ngx_http_token_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     value = cf->args->elts;
+
+    ngx_http_token_scope_where(cf, &tlcf->enable_at);
 
     if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
         tlcf->enable = 0;

@@ -173,6 +173,8 @@ ngx_http_token_scope_service_secrets(ngx_conf_t *cf, ngx_command_t *cmd,
 
     value = cf->args->elts;
 
+    ngx_http_token_scope_where(cf, &tlcf->secrets_at);
+
     if (ngx_strcmp(value[1].data, "off") == 0) {
         tlcf->secrets = NULL;
         return NGX_CONF_OK;

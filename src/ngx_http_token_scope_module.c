@@ -111,6 +111,13 @@ static ngx_conf_enum_t  ngx_http_token_scope_overrides[] = {
 };
 
 
+static ngx_conf_enum_t  ngx_http_token_scope_preflights[] = {
+    { ngx_string("check"), NGX_HTTP_TOKEN_SCOPE_PREFLIGHT_CHECK },
+    { ngx_string("pass"), NGX_HTTP_TOKEN_SCOPE_PREFLIGHT_PASS },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_token_scope_commands[] = {
 
     { ngx_string("token_scope"),
@@ -331,6 +338,20 @@ static ngx_command_t  ngx_http_token_scope_commands[] = {
       offsetof(ngx_http_token_scope_loc_conf_t, log_level),
       &ngx_http_token_scope_log_levels },
 
+    { ngx_string("token_scope_upstream_headers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_token_scope_loc_conf_t, upstream_headers),
+      NULL },
+
+    { ngx_string("token_scope_preflight"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_token_scope_loc_conf_t, preflight),
+      &ngx_http_token_scope_preflights },
+
       ngx_null_command
 };
 
@@ -436,6 +457,11 @@ ngx_http_token_scope_access_handler(ngx_http_request_t *r)
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_token_scope_module);
 
     if (!tlcf->enable) {
+        /* a client's copies of the facts' headers go where none is set */
+        if (ngx_http_token_scope_headers(r, tlcf, NULL) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
         return NGX_DECLINED;
     }
 
@@ -464,6 +490,15 @@ ngx_http_token_scope_judge(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* a CORS preflight under "token_scope_preflight pass": undecided */
+    if (ngx_http_token_scope_preflight(r, tlcf, ctx)) {
+        if (ngx_http_token_scope_headers(r, tlcf, ctx) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return NGX_DECLINED;
+    }
+
     switch (ngx_http_token_scope_facts(r, tlcf, ctx, 1)) {
 
     case NGX_AGAIN:
@@ -476,7 +511,9 @@ ngx_http_token_scope_judge(ngx_http_request_t *r,
         break;
     }
 
-    if (ngx_http_token_scope_decide(r, tlcf, ctx) != NGX_OK) {
+    if (ngx_http_token_scope_decide(r, tlcf, ctx) != NGX_OK
+        || ngx_http_token_scope_headers(r, tlcf, ctx) != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

@@ -567,6 +567,8 @@ ngx_http_token_scope_opaque_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
     value = cf->args->elts;
 
+    ngx_http_token_scope_where(cf, &tlcf->opaque_at);
+
     if (ngx_strcmp(value[1].data, "on") == 0) {
         tlcf->opaque = 1;
 

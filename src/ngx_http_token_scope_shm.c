@@ -72,8 +72,9 @@ ngx_http_token_scope_zone_size(ngx_conf_t *cf, ngx_str_t *param,
     }
 
     if (size < (ssize_t) (8 * ngx_pagesize)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zone \"%V\" is too small",
-                           param);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is too small, the minimum is %uik",
+                           param, 8 * ngx_pagesize / 1024);
         return NGX_ERROR;
     }
 

@@ -94,6 +94,8 @@ static ngx_http_token_scope_var_t  ngx_http_token_scope_vars[] = {
     { ngx_string("token_scope_operation"),
       ngx_http_token_scope_variable_operation, 0 },
 
+    { ngx_string("token_scope_uri"), ngx_http_token_scope_variable_uri, 0 },
+
     { ngx_null_string, NULL, 0 }
 };
 

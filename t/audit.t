@@ -147,6 +147,8 @@ is(verdict(get('/unprotected/x', $good)), '200', 'an unprotected location passes
 is(verdict(get('/marketplace/a%22b%5Cc%01d%E2%82%AC', $good)), '401 operation', 'a URI with a quote, an encoded backslash, a control character and UTF-8 is refused: a backslash is a separator to some backends');
 is(verdict(get('/marketplace/host', $good, Host => 'we"ird\\host')), '200', 'a Host with a quote and a backslash passes');
 is(verdict(get('/marketplace/bare', $good, 'X-Other' => "Bearer $good")), '200', 'a token in another header is never logged either');
+is(get('/marketplace/x%FF%C3%28%ED%A0%80%F4%90%80%80?q=%FF', $good)->{status}, 200, 'a URI that is not UTF-8 passes');
+is(get('/marketplace/100%25%E2%82%AC', $good)->{status}, 200, 'a URI with an encoded % passes');
 is(get('/limited/1', $busy1)->{status}, 200, 'the first request to a location limited to one at a time passes');
 is(verdict(get('/limited/2', $busy1)), '429 rate_limited', 'the next one at once is refused by the rate limit');
 is(get('/server-limited/1', $busy2, port => 8082)->{status}, 200, 'the first request to a server-wide protected location limited to one at a time passes');
@@ -169,7 +171,7 @@ for my $line (@lines) {
     $by_uri{ $j->{uri} } = $j;
 }
 
-is(scalar @lines, 15, 'the audit log has a line per request');
+is(scalar @lines, 17, 'the audit log has a line per request');
 is(scalar @bad, 0, 'every audit line is a valid JSON object') or diag(join "\n", @bad);
 
 my @missing;
@@ -234,13 +236,22 @@ ok(defined $j, 'a URI with a quote, a backslash, a control character and UTF-8 c
 ($j) = grep { ($_->{uri} // '') eq '/marketplace/host' } values %by_uri;
 is($j->{host} // '', "we\"ird\\host", 'a Host with a quote and a backslash comes back intact from the JSON');
 
+$j = $by_uri{'/marketplace/x%FF%C3(%ED%A0%80%F4%90%80%80'};
+ok(defined $j, 'a URI with bytes that are not UTF-8 is logged as valid UTF-8 JSON, those bytes as %XX');
+my ($raw) = grep { /x%FF/ } @lines;
+ok(defined $raw && utf8::decode(my $copy = $raw), 'that line decodes as UTF-8');
+ok(defined $by_uri{"/marketplace/100%25\x{20ac}"}, 'a decoded % is logged as %25, UTF-8 as it is');
+
 $j = $by_uri{'/server-limited/2'} // {};
 is($j->{status}, 429, 'a request refused by the rate limit is logged with status 429');
+is("$j->{decision}/$j->{reason}", 'deny/rate_limited', 'a request refused by the rate limit is logged as deny/rate_limited, not allow');
 is($j->{seller}, $by_uri{'/server-limited/1'}{seller}, 'a request refused by the rate limit logs its seller where token_scope is set for the server');
 ok(length $j->{seller}, 'that seller is not empty');
 
 $j = $by_uri{'/limited/2'} // {};
 is($j->{status}, 429, 'a request refused by the rate limit in a location is logged with status 429');
+is("$j->{decision}/$j->{reason}", 'deny/rate_limited', 'a request refused by the rate limit in a location is logged as deny/rate_limited');
+is($by_uri{'/limited/1'}{decision}, 'allow', 'the request before it is logged as allow');
 
 is($j->{seller}, $by_uri{'/limited/1'}{seller}, 'a request refused by the rate limit logs its seller where token_scope is set for the location');
 
