@@ -476,6 +476,7 @@ ngx_http_token_scope_access_handler(ngx_http_request_t *r)
 static void
 ngx_http_token_scope_spent(ngx_http_request_t *r, uint64_t start)
 {
+    uint64_t                     ns;
     ngx_http_token_scope_ctx_t  *ctx;
 
     ctx = ngx_http_token_scope_get_ctx(r);
@@ -483,8 +484,10 @@ ngx_http_token_scope_spent(ngx_http_request_t *r, uint64_t start)
         return;
     }
 
+    ns = ngx_http_token_scope_clock() - start;
+
     /* at least 1 ns: a request the module handled is counted */
-    ctx->spent += ngx_max(ngx_http_token_scope_clock() - start, 1);
+    ctx->spent += ns ? ns : 1;
 
     if (r != r->main) {
         ngx_http_token_scope_count_time(r, ctx);

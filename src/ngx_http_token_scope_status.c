@@ -158,6 +158,8 @@ static ngx_int_t
 ngx_http_token_scope_labels_zone(ngx_conf_t *cf,
     ngx_http_token_scope_main_conf_t *tmcf)
 {
+    static ngx_str_t  name = ngx_string("token_scope_status_labels");
+
     size_t                             size;
     uint32_t                           crc;
     ngx_str_t                         *server;
@@ -166,14 +168,14 @@ ngx_http_token_scope_labels_zone(ngx_conf_t *cf,
     ngx_shm_zone_t                    *shm_zone, *ozone;
     ngx_http_token_scope_key_label_t  *label;
     ngx_http_token_scope_main_conf_t  *otmcf;
-    ngx_str_t                          name =
-                                  ngx_string("token_scope_status_labels");
 
     ngx_crc32_init(crc);
 
     label = tmcf->key_labels.elts;
 
     for (i = 0; i < tmcf->key_labels.nelts; i++) {
+        ngx_crc32_update(&crc, (u_char *) &label[i].kid.len,
+                         sizeof(size_t));
         ngx_crc32_update(&crc, label[i].kid.data, label[i].kid.len);
         ngx_crc32_update(&crc, (u_char *) &label[i].alg,
                          sizeof(ts_alg_e));
@@ -184,8 +186,8 @@ ngx_http_token_scope_labels_zone(ngx_conf_t *cf,
     server = tmcf->servers.elts;
 
     for (i = 0; i < tmcf->servers.nelts; i++) {
+        ngx_crc32_update(&crc, (u_char *) &server[i].len, sizeof(size_t));
         ngx_crc32_update(&crc, server[i].data, server[i].len);
-        ngx_crc32_update(&crc, (u_char *) "/", 1);
     }
 
     ngx_crc32_final(crc);
@@ -466,11 +468,12 @@ ngx_int_t
 ngx_http_token_scope_status_server(ngx_conf_t *cf,
     ngx_http_token_scope_loc_conf_t *tlcf)
 {
+    static ngx_str_t  none = ngx_string("_");
+
     ngx_str_t                         *name, *s;
     ngx_uint_t                         i;
     ngx_http_core_srv_conf_t          *cscf;
     ngx_http_token_scope_main_conf_t  *tmcf;
-    static ngx_str_t                   none = ngx_string("_");
 
     cscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_core_module);
     tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_token_scope_module);
