@@ -7,7 +7,7 @@
 # known sequence of requests must make it move: decisions by server,
 # signatures checked by key and result (cached tokens are not), the time
 # histogram, opaque lookups by result, a limit_req refusal counting one
-# cache hit.  The revocation state: a node started before its Redis
+# cache hit, a configuration error counted as reason "config".  The revocation state: a node started before its Redis
 # reports a growing sync age (never -1) and stale 1 until the first sync,
 # then stale 0 and the time of the sync; Redis stopped beyond max_stale
 # sets stale again, with one warn line, and its return one notice line and
@@ -57,6 +57,11 @@ http {
 
     limit_req_zone $token_scope_seller zone=slow:1m rate=1r/m;
 
+    # a rule naming nothing known: an operator's mistake nginx -t misses
+    map $host $ts_typo {
+        default  nosuchcategory;
+    }
+
     upstream backend {
         server 127.0.0.1:%%PORT_8081%%;
     }
@@ -81,6 +86,13 @@ http {
             token_scope_revocation off;
             limit_req zone=slow;
             limit_req_status 429;
+            proxy_pass http://backend;
+        }
+
+        location /config {
+            token_scope $ts_typo;
+            token_scope_mode report;
+            token_scope_revocation off;
             proxy_pass http://backend;
         }
 
@@ -343,6 +355,14 @@ $after = settled('token_scope_request_duration_seconds_count',
                  $before->{samples}{token_scope_request_duration_seconds_count} + 1);
 is(moved($before, $after, 'token_scope_cache_'), 'token_scope_cache_hits_total +1', 'the refused request is one cache hit, not two');
 is(moved($before, $after, 'token_scope_decisions_total'), '', 'and no decision');
+
+
+# a configuration error is a decision with the reason "config"
+
+$before = scrape();
+is(answer('/config', $market), '200', 'report mode: a rule naming an unknown category lets the request go');
+$after = settled('token_scope_decisions_total{decision="report",reason="config"}', 1);
+is(moved($before, $after, 'token_scope_decisions_total'), 'token_scope_decisions_total{decision="report",reason="config"} +1', 'and counts it as decision report, reason config');
 
 
 # opaque lookups
