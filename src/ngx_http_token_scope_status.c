@@ -682,8 +682,8 @@ ngx_http_token_scope_status_counters(u_char *p,
             counters->duration_ns % 1000000000, total);
 
     p = ngx_sprintf(p,
-            "# HELP token_scope_redis_reconnects_total Connections to "
-            "Redis opened again after a failure, by user.\n"
+            "# HELP token_scope_redis_reconnects_total Attempts to "
+            "connect to Redis again after a failure, by user.\n"
             "# TYPE token_scope_redis_reconnects_total counter\n");
 
     for (i = 0; i < NGX_HTTP_TOKEN_SCOPE_ROLES; i++) {
