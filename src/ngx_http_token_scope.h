@@ -15,6 +15,9 @@
 #include "ts_core.h"
 
 
+/* the module's version, for token_scope_build_info */
+#define NGX_HTTP_TOKEN_SCOPE_VERSION     "0.1.0"
+
 #define NGX_HTTP_TOKEN_SCOPE_ENFORCE     0
 #define NGX_HTTP_TOKEN_SCOPE_REPORT      1
 
@@ -60,6 +63,18 @@
 
 #define NGX_HTTP_TOKEN_SCOPE_PREFLIGHT_CHECK  0
 #define NGX_HTTP_TOKEN_SCOPE_PREFLIGHT_PASS   1
+
+/* the users of Redis, for the status page */
+#define NGX_HTTP_TOKEN_SCOPE_ROLE_REVOCATION  0
+#define NGX_HTTP_TOKEN_SCOPE_ROLE_OPAQUE      1
+#define NGX_HTTP_TOKEN_SCOPE_ROLES            2
+
+/* what became of an opaque token's lookup, for the status page */
+#define NGX_HTTP_TOKEN_SCOPE_LOOKUP_FOUND    0
+#define NGX_HTTP_TOKEN_SCOPE_LOOKUP_UNKNOWN  1
+#define NGX_HTTP_TOKEN_SCOPE_LOOKUP_TIMEOUT  2
+#define NGX_HTTP_TOKEN_SCOPE_LOOKUP_ERROR    3
+#define NGX_HTTP_TOKEN_SCOPE_LOOKUPS         4
 
 
 typedef struct {
@@ -131,6 +146,7 @@ struct ngx_http_token_scope_redis_s {
     void                      (*message)(ngx_http_token_scope_redis_t *rd,
                                          struct redisReply *reply);
     void                       *data;
+    ngx_uint_t                  role;        /* NGX_HTTP_TOKEN_SCOPE_ROLE_ */
     unsigned                    linger:1;    /* exiting: replies still come */
     unsigned                    own_timeouts:1;  /* commands timed by user */
 
@@ -183,13 +199,22 @@ typedef struct {
 typedef struct {
     ngx_uint_t                  connected;
     ngx_uint_t                  synced;
+    ngx_uint_t                  stale;       /* as a request would see it */
     time_t                      fresh;
+    time_t                      created;     /* the zone: waiting since */
     ngx_uint_t                  entries;
 } ngx_http_token_scope_revocation_state_t;
 
 
 typedef struct ngx_http_token_scope_counters_s
     ngx_http_token_scope_counters_t;
+
+
+/* a label pair of token_scope_verifications_total, fixed at start */
+typedef struct {
+    ngx_str_t                   kid;
+    ts_alg_e                    alg;
+} ngx_http_token_scope_key_label_t;
 
 
 /* the categories one host needs (token_scope_hosts) */
@@ -217,6 +242,15 @@ typedef struct {
     ngx_http_token_scope_cache_conf_t  *cache;
     ngx_shm_zone_t             *status_zone;
     ngx_http_token_scope_counters_t  *counters;  /* in status_zone */
+
+    /* counters whose labels the configuration fixes: keys, servers */
+    ngx_shm_zone_t             *labels_zone;
+    ngx_atomic_t               *labeled;     /* in labels_zone */
+    uint32_t                    layout;      /* of the labels, a CRC32 */
+    ngx_array_t                 key_labels;  /* of ..._key_label_t */
+    ngx_array_t                 servers;     /* of ngx_str_t */
+    ngx_uint_t                  nkeys;       /* keys loaded */
+
     ngx_uint_t                  opaque;      /* some location looks up */
     ngx_array_t                 kids;        /* of ngx_str_t, for status */
     ngx_array_t                 catalogs;    /* of ..._catalog_t */
@@ -289,6 +323,9 @@ typedef struct {
 
     /* a worker said once that this configuration names nothing known */
     ngx_uint_t                  config_logged;
+
+    /* in token_scope_server_decisions_total: index + 1, 0 if none */
+    ngx_uint_t                  server;
 } ngx_http_token_scope_loc_conf_t;
 
 
@@ -336,6 +373,8 @@ typedef struct {
     const ts_op_t              *op;
 
     ngx_buf_t                  *answer;      /* the body the filter sends */
+
+    uint64_t                    spent;       /* ns in the module's handlers */
 
     unsigned                    waiting:1;   /* phases wait for Redis */
 } ngx_http_token_scope_ctx_t;
@@ -426,6 +465,17 @@ void ngx_http_token_scope_count(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t *ctx);
 char *ngx_http_token_scope_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+uint64_t ngx_http_token_scope_clock(void);
+void ngx_http_token_scope_count_time(ngx_http_request_t *r,
+    ngx_http_token_scope_ctx_t *ctx);
+void ngx_http_token_scope_count_verify(ngx_http_request_t *r,
+    ts_token_t *tok, ts_reason_e reason);
+void ngx_http_token_scope_count_redis(ngx_http_token_scope_redis_t *rd,
+    ngx_uint_t reconnect);
+void ngx_http_token_scope_count_lookup(ngx_http_request_t *r,
+    ngx_uint_t result);
+ngx_int_t ngx_http_token_scope_status_server(ngx_conf_t *cf,
+    ngx_http_token_scope_loc_conf_t *tlcf);
 void ngx_http_token_scope_cache_state(ngx_http_token_scope_main_conf_t *tmcf,
     ngx_http_token_scope_cache_stats_t *stats);
 ngx_int_t ngx_http_token_scope_cache_lookup(ngx_http_request_t *r,

@@ -51,7 +51,12 @@ ngx_http_token_scope_create_main_conf(ngx_conf_t *cf)
     ts_categories_init(&tmcf->categories);
 
     if (ngx_array_init(&tmcf->kids, cf->pool, 4, sizeof(ngx_str_t))
-        != NGX_OK)
+        != NGX_OK
+        || ngx_array_init(&tmcf->key_labels, cf->pool, 4,
+                          sizeof(ngx_http_token_scope_key_label_t))
+           != NGX_OK
+        || ngx_array_init(&tmcf->servers, cf->pool, 4, sizeof(ngx_str_t))
+           != NGX_OK)
     {
         return NULL;
     }
@@ -230,6 +235,13 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
     }
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
+
+    /* the servers where the module decides, fixed for the status page */
+    if (conf->enable
+        && ngx_http_token_scope_status_server(cf, conf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->keys == NULL) {
         conf->keys = prev->keys;

@@ -180,6 +180,8 @@ ngx_http_token_scope_jwt(ngx_http_request_t *r,
 
     reason = ts_token_verify(tlcf->keys, &ctx->token);
 
+    ngx_http_token_scope_count_verify(r, &ctx->token, reason);
+
     if (reason == TS_OK && tmcf->cache != NULL) {
         ngx_http_token_scope_cache_store(r, &ctx->token, digest);
     }

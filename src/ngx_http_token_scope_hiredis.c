@@ -208,6 +208,8 @@ ngx_http_token_scope_redis_fail(ngx_http_token_scope_redis_t *rd,
         return;
     }
 
+    ngx_http_token_scope_count_redis(rd, 0);
+
     if (!rd->failing) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "token scope: redis \"%V\" %s failed: %s; %s, "
@@ -245,6 +247,11 @@ ngx_http_token_scope_redis_connect(ngx_event_t *ev)
 
     if (rd->closed || ngx_exiting || ngx_quit || ngx_terminate) {
         return;
+    }
+
+    /* during an outage every attempt is a reconnect */
+    if (rd->failing) {
+        ngx_http_token_scope_count_redis(rd, 1);
     }
 
     /* queued now, sent once connected; each answer counts down */

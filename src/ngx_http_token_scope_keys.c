@@ -18,7 +18,7 @@
 
 
 static char *ngx_http_token_scope_note_kids(ngx_conf_t *cf,
-    ts_keyset_t *keys);
+    ts_keyset_t *keys, size_t from);
 static void ngx_http_token_scope_cleanup_keys(void *data);
 static void ngx_http_token_scope_cleanup_secrets(void *data);
 static void ngx_http_token_scope_cleanup_password(void *data);
@@ -31,7 +31,7 @@ ngx_http_token_scope_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     int                  rc;
     u_char              *p, *kid;
-    size_t               n;
+    size_t               n, from;
     ngx_str_t           *value;
     ngx_pool_cleanup_t  *cln;
     char                 err[TS_ERROR_MAX];
@@ -63,6 +63,8 @@ ngx_http_token_scope_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         tlcf->keys = cln->data;
     }
+
+    from = tlcf->keys->nkeys;
 
     p = ngx_http_token_scope_read_file(cf, &value[1], &n);
     if (p == NULL) {
@@ -101,28 +103,76 @@ ngx_http_token_scope_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    return ngx_http_token_scope_note_kids(cf, tlcf->keys);
+    return ngx_http_token_scope_note_kids(cf, tlcf->keys, from);
 }
 
 
-/* the kids of all keysets, listed once each by token_scope_status */
+/*
+ * The keys added to a keyset from "from" on, for token_scope_status: the
+ * kids of all keysets, listed once each, the number of keys, and the
+ * (kid, algorithm) pairs their verifications are counted under.
+ */
 
 static char *
-ngx_http_token_scope_note_kids(ngx_conf_t *cf, ts_keyset_t *keys)
+ngx_http_token_scope_note_kids(ngx_conf_t *cf, ts_keyset_t *keys,
+    size_t from)
 {
     size_t                             i, n;
+    unsigned                           alg, algs;
     ngx_str_t                         *kid, *known, s;
     ngx_uint_t                         j;
     const char                        *kids[64];
+    ngx_http_token_scope_key_label_t  *label;
     ngx_http_token_scope_main_conf_t  *tmcf;
 
     tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_token_scope_module);
 
     n = ngx_min(ts_keyset_kids(keys, kids, 64), 64);
 
-    for (i = 0; i < n; i++) {
+    for (i = from; i < n; i++) {
         s.data = (u_char *) kids[i];
         s.len = ngx_strlen(kids[i]);
+
+        algs = ts_keyset_algs(keys, i);
+
+        for (alg = 0; algs >> alg; alg++) {
+            if (!(algs & (1u << alg))) {
+                continue;
+            }
+
+            label = tmcf->key_labels.elts;
+
+            for (j = 0; j < tmcf->key_labels.nelts; j++) {
+                if (label[j].alg == (ts_alg_e) alg
+                    && label[j].kid.len == s.len
+                    && ngx_strncmp(label[j].kid.data, s.data, s.len) == 0)
+                {
+                    break;
+                }
+            }
+
+            if (j < tmcf->key_labels.nelts) {
+                continue;
+            }
+
+            label = ngx_array_push(&tmcf->key_labels);
+            if (label == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            label->alg = (ts_alg_e) alg;
+            label->kid.len = s.len;
+            label->kid.data = ngx_pstrdup(cf->pool, &s);
+            if (label->kid.data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        /* keys without a kid: each one counts, none is listed by kid */
+        if (s.len == 0) {
+            tmcf->nkeys++;
+            continue;
+        }
 
         known = tmcf->kids.elts;
 
@@ -137,6 +187,8 @@ ngx_http_token_scope_note_kids(ngx_conf_t *cf, ts_keyset_t *keys)
         if (j < tmcf->kids.nelts) {
             continue;
         }
+
+        tmcf->nkeys++;
 
         kid = ngx_array_push(&tmcf->kids);
         if (kid == NULL) {

@@ -22,6 +22,8 @@ static ngx_int_t ngx_http_token_scope_preaccess_handler(
     ngx_http_request_t *r);
 static ngx_int_t ngx_http_token_scope_access_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_token_scope_log_handler(ngx_http_request_t *r);
+static void ngx_http_token_scope_spent(ngx_http_request_t *r,
+    uint64_t start);
 static ngx_int_t ngx_http_token_scope_judge(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf);
 static void ngx_http_token_scope_cleanup(void *data);
@@ -410,6 +412,7 @@ ngx_http_token_scope_post_read_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_token_scope_preaccess_handler(ngx_http_request_t *r)
 {
+    uint64_t                          start;
     ngx_int_t                         rc;
     ngx_http_token_scope_ctx_t       *ctx;
     ngx_http_token_scope_loc_conf_t  *tlcf;
@@ -423,8 +426,12 @@ ngx_http_token_scope_preaccess_handler(ngx_http_request_t *r)
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "token scope preaccess handler");
 
+    start = ngx_http_token_scope_clock();
+
     if (r != r->main) {
         rc = ngx_http_token_scope_judge(r, tlcf);
+
+        ngx_http_token_scope_spent(r, start);
 
         /* NGX_OK would skip the rest of the phase: limit_req too */
         return rc == NGX_OK ? NGX_DECLINED : rc;
@@ -438,20 +445,29 @@ ngx_http_token_scope_preaccess_handler(ngx_http_request_t *r)
     switch (ngx_http_token_scope_facts(r, tlcf, ctx, 1)) {
 
     case NGX_AGAIN:
-        return ngx_http_token_scope_opaque_wait(r, ctx);
+        rc = ngx_http_token_scope_opaque_wait(r, ctx);
+        break;
 
     case NGX_ERROR:
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        break;
 
     default:
-        return NGX_DECLINED;
+        rc = NGX_DECLINED;
+        break;
     }
+
+    ngx_http_token_scope_spent(r, start);
+
+    return rc;
 }
 
 
 static ngx_int_t
 ngx_http_token_scope_access_handler(ngx_http_request_t *r)
 {
+    uint64_t                          start;
+    ngx_int_t                         rc;
     ngx_http_token_scope_loc_conf_t  *tlcf;
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_token_scope_module);
@@ -468,7 +484,40 @@ ngx_http_token_scope_access_handler(ngx_http_request_t *r)
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "token scope access handler");
 
-    return ngx_http_token_scope_judge(r, tlcf);
+    start = ngx_http_token_scope_clock();
+
+    rc = ngx_http_token_scope_judge(r, tlcf);
+
+    ngx_http_token_scope_spent(r, start);
+
+    return rc;
+}
+
+
+/*
+ * The time a handler spent, added to the request's context; a
+ * subrequest's is counted at once, a main request's in the log phase
+ */
+
+static void
+ngx_http_token_scope_spent(ngx_http_request_t *r, uint64_t start)
+{
+    uint64_t                     ns;
+    ngx_http_token_scope_ctx_t  *ctx;
+
+    ctx = ngx_http_token_scope_get_ctx(r);
+    if (ctx == NULL) {
+        return;
+    }
+
+    ns = ngx_http_token_scope_clock() - start;
+
+    /* at least 1 ns: a request the module handled is counted */
+    ctx->spent += ns ? ns : 1;
+
+    if (r != r->main) {
+        ngx_http_token_scope_count_time(r, ctx);
+    }
 }
 
 
@@ -555,9 +604,15 @@ ngx_http_token_scope_log_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_token_scope_get_ctx(r);
 
-    if (ctx != NULL && ctx->decision != NGX_HTTP_TOKEN_SCOPE_UNDECIDED) {
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
+
+    if (ctx->decision != NGX_HTTP_TOKEN_SCOPE_UNDECIDED) {
         ngx_http_token_scope_count(r, ctx);
     }
+
+    ngx_http_token_scope_count_time(r, ctx);
 
     return NGX_OK;
 }

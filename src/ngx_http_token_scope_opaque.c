@@ -248,7 +248,13 @@ ngx_http_token_scope_opaque_answer(redisAsyncContext *ac, void *reply,
 
         ctx->opaque = NGX_HTTP_TOKEN_SCOPE_OPAQUE_NOT_FOUND;
 
+        ngx_http_token_scope_count_lookup(r,
+                                          NGX_HTTP_TOKEN_SCOPE_LOOKUP_UNKNOWN);
+
     } else if (rr == NULL || rr->type != REDIS_REPLY_ARRAY) {
+        ngx_http_token_scope_count_lookup(r,
+                                          NGX_HTTP_TOKEN_SCOPE_LOOKUP_ERROR);
+
         /* a dropped link has logged why already */
         if (rr != NULL) {
             ngx_http_token_scope_redis_fail(&ngx_http_token_scope_lookups,
@@ -261,6 +267,13 @@ ngx_http_token_scope_opaque_answer(redisAsyncContext *ac, void *reply,
 
     } else {
         state = ngx_http_token_scope_opaque_facts(r, ctx, rr);
+
+        ngx_http_token_scope_count_lookup(r,
+                          state == NGX_HTTP_TOKEN_SCOPE_OPAQUE_FAILED
+                          ? NGX_HTTP_TOKEN_SCOPE_LOOKUP_ERROR
+                          : state == NGX_HTTP_TOKEN_SCOPE_OPAQUE_NOT_FOUND
+                            ? NGX_HTTP_TOKEN_SCOPE_LOOKUP_UNKNOWN
+                            : NGX_HTTP_TOKEN_SCOPE_LOOKUP_FOUND);
 
         if (state == NGX_HTTP_TOKEN_SCOPE_OPAQUE_FAILED) {
             ctx->opaque = ctx->fallback;
@@ -441,6 +454,9 @@ ngx_http_token_scope_opaque_wake(ngx_event_t *ev)
         ngx_log_error(NGX_LOG_WARN, c->log, 0,
                       "token scope: opaque token lookup timed out");
 
+        ngx_http_token_scope_count_lookup(r,
+                                          NGX_HTTP_TOKEN_SCOPE_LOOKUP_TIMEOUT);
+
         if (ctx->lookup != NULL) {
             ctx->lookup->ctx = NULL;
             ctx->lookup = NULL;
@@ -520,6 +536,7 @@ ngx_http_token_scope_opaque_init_process(ngx_cycle_t *cycle)
     lk->rcf = tmcf->redis;
     lk->outage = "opaque tokens fall back to the cache";
     lk->recovered = "answers opaque token lookups again";
+    lk->role = NGX_HTTP_TOKEN_SCOPE_ROLE_OPAQUE;
     lk->on_ready = ngx_http_token_scope_opaque_ready;
 
     /*

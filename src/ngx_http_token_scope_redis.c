@@ -370,6 +370,7 @@ ngx_http_token_scope_redis_init_process(ngx_cycle_t *cycle)
     sync->redis.rcf = sync->rcf;
     sync->redis.channel = sync->rcf->channel;
     sync->redis.outage = "revocation state kept";
+    sync->redis.role = NGX_HTTP_TOKEN_SCOPE_ROLE_REVOCATION;
     sync->redis.on_ready = ngx_http_token_scope_sync_ready;
     sync->redis.on_lost = ngx_http_token_scope_sync_lost;
     sync->redis.message = ngx_http_token_scope_sync_message;

@@ -43,6 +43,7 @@ struct ngx_http_token_scope_revocation_sh_s {
     ngx_uint_t                  synced;      /* it was filled at least once */
     ngx_uint_t                  connected;
     time_t                      fresh;       /* the state was current then */
+    time_t                      created;     /* the wait for it began */
     ngx_uint_t                  refusing;    /* stale, and said so */
     ngx_uint_t                  generation;  /* of the writer in charge */
     ngx_pid_t                   filler;      /* fills the spare table */
@@ -155,7 +156,7 @@ ngx_http_token_scope_revoked(ngx_http_request_t *r,
 
     /* a state of the node, not of the request that noticed it */
     if (change && stale) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "token scope: the revocation state from redis \"%V\" "
                       "is %s, tokens are refused with 503 until it is "
                       "current", &rcf->address,
@@ -230,7 +231,10 @@ ngx_http_token_scope_revocation_state(ngx_http_token_scope_main_conf_t *tmcf,
 
     state->connected = sh->connected;
     state->synced = sh->synced;
+    state->stale = !sh->synced
+                   || ngx_time() - sh->fresh > tmcf->redis->max_stale;
     state->fresh = sh->fresh;
+    state->created = sh->created;
     state->entries = sh->tables[sh->active]->count;
 
     ngx_shmtx_unlock(&shpool->mutex);
@@ -303,6 +307,8 @@ ngx_http_token_scope_revocation_init_zone(ngx_shm_zone_t *zone, void *data)
 
         ts_table_init(sh->tables[i], capacity);
     }
+
+    sh->created = ngx_time();
 
     shpool->data = sh;
     rcf->sh = sh;

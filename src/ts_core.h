@@ -88,7 +88,8 @@ typedef enum {
     TS_ALG_EDDSA,
     TS_ALG_HS256,
     TS_ALG_HS384,
-    TS_ALG_HS512
+    TS_ALG_HS512,
+    TS_ALG_MAX
 } ts_alg_e;
 
 
@@ -140,6 +141,10 @@ typedef struct {
 
     /* why a token is malformed, a static string */
     const char             *error;
+
+    /* the key a signature check ran with (ts_token_verify()), or NULL */
+    const char             *checked_kid;
+    unsigned                checked:1;
 } ts_token_t;
 
 
@@ -285,6 +290,7 @@ const char *ts_reason_name(ts_reason_e reason);
 const char *ts_type_name(ts_type_e type);
 int ts_type_by_name(const char *name, size_t len);
 ts_alg_e ts_alg_by_name(const char *name);
+const char *ts_alg_name(ts_alg_e alg);
 
 ts_reason_e ts_token_parse(ts_token_t *tok, const unsigned char *data,
     size_t len, unsigned char *buf, ts_base64url_decode_pt decode,
@@ -299,6 +305,8 @@ int ts_keyset_add_jwks(ts_keyset_t *ks, const unsigned char *json,
     size_t len, ts_base64url_decode_pt decode, char *err, size_t errlen);
 void ts_keyset_free(ts_keyset_t *ks);
 size_t ts_keyset_kids(const ts_keyset_t *ks, const char **kids, size_t n);
+unsigned ts_keyset_algs(const ts_keyset_t *ks, size_t i);
+const char *ts_openssl_version(void);
 ts_reason_e ts_token_verify(const ts_keyset_t *ks, ts_token_t *tok);
 
 void ts_categories_init(ts_categories_t *cats);

@@ -162,6 +162,21 @@ ts_alg_by_name(const char *name)
 }
 
 
+const char *
+ts_alg_name(ts_alg_e alg)
+{
+    const ts_alg_name_t  *a;
+
+    for (a = ts_alg_names; a->name; a++) {
+        if (a->alg == alg) {
+            return a->name;
+        }
+    }
+
+    return "unknown";
+}
+
+
 /*
  * Parses "header.payload.signature" into tok.  buf must hold
  * TS_TOKEN_BUF_SIZE(len) bytes: the decoded segments and the claim

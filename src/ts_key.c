@@ -682,6 +682,42 @@ ts_keyset_kids(const ts_keyset_t *ks, const char **kids, size_t n)
 }
 
 
+/* the OpenSSL the process runs with, for the status page */
+
+const char *
+ts_openssl_version(void)
+{
+#ifdef OPENSSL_VERSION_STRING
+    return OpenSSL_version(OPENSSL_VERSION_STRING);
+#else
+    return OpenSSL_version(OPENSSL_VERSION);
+#endif
+}
+
+
+/* the algorithms key i may verify, as bits 1 << ts_alg_e */
+
+unsigned
+ts_keyset_algs(const ts_keyset_t *ks, size_t i)
+{
+    unsigned  alg, algs;
+
+    algs = 0;
+
+    if (i >= ks->nkeys) {
+        return 0;
+    }
+
+    for (alg = TS_ALG_UNKNOWN + 1; alg < TS_ALG_MAX; alg++) {
+        if (ts_key_allows(&ks->keys[i], (ts_alg_e) alg)) {
+            algs |= 1u << alg;
+        }
+    }
+
+    return algs;
+}
+
+
 static int
 ts_key_allows(const ts_key_t *key, ts_alg_e alg)
 {
@@ -776,6 +812,10 @@ ts_token_verify(const ts_keyset_t *ks, ts_token_t *tok)
         md = EVP_sha256();
         break;
     }
+
+    /* a signature is checked: the glue counts it by key and result */
+    tok->checked = 1;
+    tok->checked_kid = key->kid;
 
     if (key->type == TS_KEY_HMAC) {
         ok = ts_verify_hmac(key, md, tok);

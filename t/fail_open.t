@@ -15,8 +15,8 @@
 # - in a zone exactly full of known tokens an unknown token evicts none
 #   of them and is not cached;
 # - Redis out of reach for longer than max_stale: 503 with Retry-After and
-#   code redis_unavailable, one error log line when the refusals start and
-#   one when they end.
+#   code redis_unavailable, one warn line when the refusals start and
+#   one notice when they end.
 
 use strict;
 use warnings;
@@ -367,7 +367,7 @@ is(join(', ', sort keys %outage), '503 redis_unavailable', 'ten more requests: e
 wait_for(sub { lines(qr/older than max_stale/, $from) > 0 }, 3);
 my @start = lines(qr/older than max_stale/, $from);
 is(scalar @start, 1, 'the error log has exactly one line saying the state is older than max_stale') or diag(join "\n", @start);
-like($start[0] // '', qr/\[error\]/, 'that line is at the error level');
+like($start[0] // '', qr/\[warn\]/, 'that line is at the warn level');
 
 $redis->resume();
 

@@ -144,7 +144,7 @@ sub scrape {
     for my $line (split /\n/, $res->{body}) {
         next if $line =~ /^# (HELP|TYPE) [a-z_]+ /;
 
-        if ($line =~ /^([a-z_]+(?:\{[a-z_]+="[^"]*"(?:,[a-z_]+="[^"]*")*\})?) (-?\d+)$/) {
+        if ($line =~ /^([a-z_]+(?:\{[a-z_]+="[^"]*"(?:,[a-z_]+="[^"]*")*\})?) (-?\d+(?:\.\d+)?)$/) {
             $m{$1} = $2;
         } else {
             push @bad, $line;
@@ -154,17 +154,19 @@ sub scrape {
     return (\%m, \@bad, $res);
 }
 
-# the counters of one family, as "labels=value" sorted
+# the counters of one family, as "labels=value" sorted; nonzero: only
+# those that counted something (every label pair is printed, 0 or not)
 
 sub family {
-    my ($m, $name, $prefix) = @_;
+    my ($m, $name, $prefix, $nonzero) = @_;
     my $match = $prefix ? qr/^\Q$name\E/ : qr/^\Q$name\E(\{|$)/;
     return join ' ', map { my $v = $m->{$_}; s/^\Q$name\E//; "$_=$v" }
-                     sort grep { $_ =~ $match } keys %$m;
+                     sort grep { $_ =~ $match && (!$nonzero || $m->{$_}) }
+                     keys %$m;
 }
 
-sub decisions { family($_[0], 'token_scope_decisions_total') }
-sub categories { family($_[0], 'token_scope_category_requests_total') }
+sub decisions { family($_[0], 'token_scope_decisions_total', 0, 1) }
+sub categories { family($_[0], 'token_scope_category_requests_total', 0, 1) }
 sub types { family($_[0], 'token_scope_type_requests_total') }
 sub cache { family($_[0], 'token_scope_cache_', 1) }
 
@@ -202,11 +204,14 @@ is($res->{status}, 200, 'the status page answers 200');
 like($res->{headers}{'content-type'}, qr{^text/plain; version=0\.0\.4}, 'the status page is Prometheus text format 0.0.4');
 is(scalar @$bad, 0, 'every line of the status page is a comment or a sample') or diag(join "\n", @$bad);
 is(decisions($m), '', 'no decision is counted before any request');
+is(scalar(grep { /^token_scope_decisions_total\{/ } keys %$m), 3 * 21, 'every decision and reason pair is printed, at 0');
 is(categories($m), '', 'no category is counted before any request');
+is(scalar(grep { /^token_scope_category_requests_total\{/ } keys %$m), 14, 'every configured category is printed, at 0');
 is(types($m), '{type="base"}=0 {type="legacy"}=0 {type="personal"}=0 {type="public"}=0 {type="secret"}=0 {type="service"}=0 {type="test"}=0', 'every token type is listed at 0 before any request');
 is(cache($m), 'entries=0 evictions_total=0 hits_total=0 misses_total=0', 'the cache counters are 0 without a cache');
 is($m->{token_scope_revocation_connected}, 0, 'revocation is not connected without Redis');
-is($m->{token_scope_revocation_sync_age_seconds}, -1, 'the revocation sync age is -1 without Redis');
+is($m->{token_scope_revocation_sync_age_seconds}, 0, 'the revocation sync age is 0 without Redis');
+is($m->{token_scope_revocation_stale}, 0, 'the revocation state is not stale without Redis');
 is($m->{token_scope_revocation_entries}, 0, 'the revocation set is empty without Redis');
 is(family($m, 'token_scope_key_info'), '{kid="e1"}=1', 'the loaded key is listed by kid');
 is($t->request('POST', '/status')->{status}, 405, 'the status page refuses POST');

@@ -415,6 +415,7 @@ test_verify(void)
     char           x[64], y[64];
     size_t         n, xlen, ylen;
     EVP_PKEY      *pkey, *other;
+    ts_token_t     vt;
     ts_keyset_t    ks, ks2, hks;
     unsigned char  pub[65];
     static const unsigned char  secret[] =
@@ -459,6 +460,29 @@ test_verify(void)
 
     sign_es256(token, "{\"alg\":\"ES256\",\"kid\":\"k9\"}", claims, pkey, 0);
     ok(check(&ks, token) == TS_UNKNOWN_KEY, "an unknown kid is refused");
+
+    ok(ts_keyset_algs(&ks, 0) == 1u << TS_ALG_ES256
+       && ts_keyset_algs(&ks, 1) == 0,
+       "a P-256 key verifies ES256 only; no key, no algorithm");
+    ok(strcmp(ts_alg_name(TS_ALG_EDDSA), "EdDSA") == 0
+       && strcmp(ts_alg_name(TS_ALG_UNKNOWN), "unknown") == 0,
+       "algorithms are named as in a JWT header");
+
+    sign_es256(token, header, claims, pkey, 0);
+    ok(parse(&vt, token) == TS_OK && ts_token_verify(&ks, &vt) == TS_OK
+       && vt.checked && strcmp(vt.checked_kid, "k1") == 0,
+       "a verified token says which key checked it");
+
+    sign_es256(token, "{\"alg\":\"ES256\",\"kid\":\"k9\"}", claims, pkey, 0);
+    ok(parse(&vt, token) == TS_OK
+       && ts_token_verify(&ks, &vt) == TS_UNKNOWN_KEY && !vt.checked,
+       "an unknown kid checks no signature");
+
+    sign_hs256(token, "{\"alg\":\"HS256\",\"kid\":\"k1\"}", claims,
+               secret, sizeof(secret) - 1);
+    ok(parse(&vt, token) == TS_OK
+       && ts_token_verify(&ks, &vt) == TS_BAD_SIGNATURE && !vt.checked,
+       "an algorithm the key does not allow checks no signature");
 
     sign_es256(token, "{\"alg\":\"ES256\"}", claims, pkey, 0);
     ok(check(&ks, token) == TS_OK, "no kid is fine with one key");
