@@ -75,6 +75,10 @@ ngx_http_token_scope_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_token_scope_claims_init(cf, tmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     if (ngx_http_token_scope_hosts_init(cf, tmcf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
@@ -214,6 +218,8 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
     }
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
+
+    ngx_http_token_scope_claims_merge(prev, conf);
 
     if (conf->keys == NULL) {
         conf->keys = prev->keys;
