@@ -337,8 +337,9 @@ ngx_http_token_scope_claims_read(ngx_http_request_t *r, ts_token_t *tok,
 
     names = tmcf->claims->elts;
 
-    claims = ngx_pnalloc(r->pool,
-                         tmcf->claims->nelts * sizeof(ts_claim_t) + len);
+    /* aligned: the values follow the array */
+    claims = ngx_palloc(r->pool,
+                        tmcf->claims->nelts * sizeof(ts_claim_t) + len);
     if (claims == NULL) {
         return NGX_DECLINED;
     }
