@@ -490,6 +490,8 @@ ngx_int_t ngx_http_token_scope_claims_init(ngx_conf_t *cf,
 ngx_int_t ngx_http_token_scope_claims_variables(ngx_conf_t *cf);
 ngx_int_t ngx_http_token_scope_claims_keep(ngx_http_request_t *r,
     ts_token_t *tok);
+ngx_int_t ngx_http_token_scope_claims_field(ngx_http_request_t *r,
+    ts_token_t *tok, u_char *name, size_t len, u_char *value, size_t size);
 ts_reason_e ngx_http_token_scope_claims_check(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx);
 size_t ngx_http_token_scope_claims_size(ts_token_t *tok);

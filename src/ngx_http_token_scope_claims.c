@@ -115,6 +115,67 @@ ngx_http_token_scope_claims_keep(ngx_http_request_t *r, ts_token_t *tok)
 
 
 /*
+ * A field of an opaque token's hash: the claim of that name, if kept, is
+ * the field's value as a JSON string.  The first call makes tok->claims,
+ * each one absent until its field comes.
+ */
+
+ngx_int_t
+ngx_http_token_scope_claims_field(ngx_http_request_t *r, ts_token_t *tok,
+    u_char *name, size_t len, u_char *value, size_t size)
+{
+    u_char                            *p;
+    size_t                             used;
+    ngx_int_t                          i;
+    ngx_uint_t                         n;
+    ts_claim_t                        *claims, *names;
+    ngx_http_token_scope_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
+
+    if (tmcf->claims == NULL || tmcf->claims->nelts == 0) {
+        return NGX_OK;
+    }
+
+    if (tok->claims == NULL) {
+        names = tmcf->claims->elts;
+
+        claims = ngx_pcalloc(r->pool,
+                             tmcf->claims->nelts * sizeof(ts_claim_t));
+        if (claims == NULL) {
+            return NGX_ERROR;
+        }
+
+        for (n = 0; n < tmcf->claims->nelts; n++) {
+            claims[n].name = names[n].name;
+            claims[n].header = names[n].header;
+        }
+
+        tok->claims = claims;
+        tok->nclaims = tmcf->claims->nelts;
+    }
+
+    i = ngx_http_token_scope_claim_index(tmcf, name, len, 0);
+    if (i == NGX_ERROR) {
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, 6 * size + 2);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* a value that is not UTF-8 stays absent */
+    if (ts_claim_string(value, size, p, 6 * size + 2, &used) == 0) {
+        tok->claims[i].value.data = p;
+        tok->claims[i].value.len = used;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
  * After the token passed its times, revocation and subject: its issuer,
  * audience and the location's required values.  TS_REASON_MAX: failed
  * (no memory).
@@ -126,7 +187,7 @@ ngx_http_token_scope_claims_check(ngx_http_request_t *r,
 {
     ngx_int_t                          i;
     ngx_str_t                          value;
-    ngx_uint_t                         n;
+    ngx_uint_t                         n, opaque;
     ts_token_t                        *tok;
     ngx_http_complex_value_t          *cv;
     ngx_http_token_scope_main_conf_t  *tmcf;
@@ -134,11 +195,17 @@ ngx_http_token_scope_claims_check(ngx_http_request_t *r,
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
     tok = &ctx->token;
 
-    /* an opaque token has neither: refused where they are asked for */
+    /* the cache does not keep tok->opaque; ctx->opaque says it */
+    opaque = tok->opaque || ctx->opaque != NGX_HTTP_TOKEN_SCOPE_OPAQUE_NONE;
+
+    /*
+     * an opaque token has neither, whatever fields its hash has: refused
+     * where they are asked for
+     */
     if (tlcf->issuers != NULL) {
         i = ngx_http_token_scope_claim_index(tmcf, (u_char *) "iss", 3, 0);
 
-        if (i == NGX_ERROR || (ngx_uint_t) i >= tok->nclaims
+        if (i == NGX_ERROR || opaque || (ngx_uint_t) i >= tok->nclaims
             || !ts_claim_match(&tok->claims[i].value, tlcf->issuers->elts,
                                tlcf->issuers->nelts, 0))
         {
@@ -149,7 +216,7 @@ ngx_http_token_scope_claims_check(ngx_http_request_t *r,
     if (tlcf->audiences != NULL) {
         i = ngx_http_token_scope_claim_index(tmcf, (u_char *) "aud", 3, 0);
 
-        if (i == NGX_ERROR || (ngx_uint_t) i >= tok->nclaims
+        if (i == NGX_ERROR || opaque || (ngx_uint_t) i >= tok->nclaims
             || !ts_claim_match(&tok->claims[i].value, tlcf->audiences->elts,
                                tlcf->audiences->nelts, 1))
         {

@@ -107,6 +107,33 @@ done:
 
 
 /*
+ * A string as a compact value (an opaque token's field): buf needs
+ * 6 * len + 2 bytes.  -1: not UTF-8.
+ */
+
+int
+ts_claim_string(const unsigned char *s, size_t len, unsigned char *buf,
+    size_t size, size_t *used)
+{
+    int      rc;
+    json_t  *str;
+
+    str = json_stringn((const char *) s, len);
+    if (str == NULL) {
+        return -1;
+    }
+
+    *used = json_dumpb(str, (char *) buf, size, TS_CLAIM_FLAGS);
+
+    rc = (*used == 0 || *used > size) ? -1 : 0;
+
+    json_decref(str);
+
+    return rc;
+}
+
+
+/*
  * What a variable shows of a compact value: a string as is, an array of
  * strings joined with commas, null as nothing, anything else (numbers,
  * true, false, objects, other arrays) as its JSON text.  buf needs

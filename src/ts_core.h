@@ -317,6 +317,8 @@ int ts_claims_extract(const unsigned char *json, size_t len,
     size_t size, size_t *used);
 int ts_claim_display(const ts_str_t *value, unsigned char *buf,
     size_t *len);
+int ts_claim_string(const unsigned char *s, size_t len, unsigned char *buf,
+    size_t size, size_t *used);
 int ts_claim_match(const ts_str_t *value, const ts_str_t *values, size_t n,
     int array);
 

@@ -1992,6 +1992,15 @@ test_claims(void)
     v = str(NULL);
     ok(ts_claim_match(&v, values, 2, 1) == 0, "an absent claim never matches");
 
+    ok(ts_claim_string((const unsigned char *) "a\"b", 3, buf, sizeof(buf),
+                       &used) == 0
+       && used == 6 && memcmp(buf, "\"a\\\"b\"", 6) == 0,
+       "a field of an opaque token becomes a JSON string");
+
+    ok(ts_claim_string((const unsigned char *) "\xff", 1, buf, sizeof(buf),
+                       &used) == -1,
+       "a field that is not UTF-8 is refused");
+
     ok(strcmp(ts_reason_name(TS_ISSUER), "issuer") == 0
        && strcmp(ts_reason_name(TS_AUDIENCE), "audience") == 0
        && strcmp(ts_reason_name(TS_REQUIRE), "require") == 0,
