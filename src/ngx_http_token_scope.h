@@ -488,6 +488,8 @@ void ngx_http_token_scope_claims_merge(ngx_http_token_scope_loc_conf_t *prev,
 ngx_int_t ngx_http_token_scope_claims_init(ngx_conf_t *cf,
     ngx_http_token_scope_main_conf_t *tmcf);
 ngx_int_t ngx_http_token_scope_claims_variables(ngx_conf_t *cf);
+void ngx_http_token_scope_claims_late(ngx_conf_t *cf,
+    ngx_http_token_scope_main_conf_t *tmcf);
 ngx_int_t ngx_http_token_scope_claims_keep(ngx_http_request_t *r,
     ts_token_t *tok);
 ngx_int_t ngx_http_token_scope_claims_field(ngx_http_request_t *r,

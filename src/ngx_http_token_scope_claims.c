@@ -573,6 +573,61 @@ ngx_http_token_scope_claims_init(ngx_conf_t *cf,
 }
 
 
+/*
+ * A claim variable that a module merged after this one's configuration
+ * (a dynamic module loaded later) started to use: it stays empty
+ */
+
+void
+ngx_http_token_scope_claims_late(ngx_conf_t *cf,
+    ngx_http_token_scope_main_conf_t *tmcf)
+{
+    size_t                      len;
+    ngx_uint_t                  i, header;
+    ngx_http_variable_t        *v;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    v = cmcf->variables.elts;
+
+    for (i = 0; i < cmcf->variables.nelts; i++) {
+
+        if (v[i].name.len > ngx_http_token_scope_claim_prefix.len
+            && ngx_strncmp(v[i].name.data,
+                           ngx_http_token_scope_claim_prefix.data,
+                           ngx_http_token_scope_claim_prefix.len)
+               == 0)
+        {
+            header = 0;
+            len = ngx_http_token_scope_claim_prefix.len;
+
+        } else if (v[i].name.len > ngx_http_token_scope_header_prefix.len
+                   && ngx_strncmp(v[i].name.data,
+                                  ngx_http_token_scope_header_prefix.data,
+                                  ngx_http_token_scope_header_prefix.len)
+                      == 0)
+        {
+            header = 1;
+            len = ngx_http_token_scope_header_prefix.len;
+
+        } else {
+            continue;
+        }
+
+        if (ngx_http_token_scope_claim_index(tmcf, v[i].name.data + len,
+                                             v[i].name.len - len, header)
+            == NGX_ERROR)
+        {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "variable \"$%V\" is used by a module loaded "
+                               "after ngx_http_token_scope_module: it is "
+                               "always empty", &v[i].name);
+        }
+    }
+}
+
+
 static ngx_int_t
 ngx_http_token_scope_claims_add(ngx_conf_t *cf, ngx_array_t *claims,
     u_char *name, size_t len, ngx_uint_t header)

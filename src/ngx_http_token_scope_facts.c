@@ -80,12 +80,16 @@ ngx_http_token_scope_facts(ngx_http_request_t *r,
     switch (ngx_http_token_scope_source(r, tlcf, &token)) {
 
     case NGX_OK:
-        ctx->source.data = ngx_pstrdup(r->pool, &token);
-        if (ctx->source.data == NULL) {
-            return NGX_ERROR;
+        /* Authorization stays as it is; a variable's value may not */
+        ctx->source = token;
+
+        if (tlcf->token_source != NULL) {
+            ctx->source.data = ngx_pstrdup(r->pool, &token);
+            if (ctx->source.data == NULL) {
+                return NGX_ERROR;
+            }
         }
 
-        ctx->source.len = token.len;
         break;
 
     case NGX_DECLINED:

@@ -782,6 +782,8 @@ ngx_http_token_scope_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    ngx_http_token_scope_claims_late(cf, tmcf);
+
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
     for (i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++) {
