@@ -21,13 +21,16 @@ my $t = TokenScope::Test->new();
 
 $t->keygen('ES256', 'e1');
 
-# the reload swaps $token_scope_claim_first for $token_scope_claim_second:
-# as many claims kept as before, so only the cache's salt tells them apart
+# a first reload swaps $token_scope_claim_first for $token_scope_claim_second
+# (only the cache's salt tells the two sets apart: each keeps as many
+# claims at the same places), a second one adds $token_scope_claim_added
 
 sub config {
     my ($swap) = @_;
 
     my $which = $swap ? 'second' : 'first';
+    my $added = $swap && $swap > 1
+                ? 'proxy_set_header X-Added $token_scope_claim_added;' : '';
 
     $t->write_config(<<"EOF");
 http {
@@ -64,6 +67,7 @@ http {
             proxy_set_header X-Obj \$token_scope_claim_obj;
             proxy_set_header X-Alg \$token_scope_header_alg;
             proxy_set_header X-Pick \$token_scope_claim_$which;
+            $added
             proxy_pass http://backend;
         }
 
@@ -78,7 +82,7 @@ http {
         server_name backend;
 
         location / {
-            return 200 "str=\$http_x_str num=\$http_x_num arr=\$http_x_arr obj=\$http_x_obj alg=\$http_x_alg pick=\$http_x_pick\\n";
+            return 200 "str=\$http_x_str num=\$http_x_num arr=\$http_x_arr obj=\$http_x_obj alg=\$http_x_alg pick=\$http_x_pick\\nadded=\$http_x_added\\n";
         }
     }
 }
@@ -154,7 +158,8 @@ my $token = $t->mint('e1',
     '--claim', 'mix=[1,"x",true]',
     '--claim', 'obj={"k":"v","n":[1,2]}',
     '--claim', 'first="one"',
-    '--claim', 'second="two"');
+    '--claim', 'second="two"',
+    '--claim', 'added=["x","y"]');
 
 my $r = echo($token);
 is($r->{status}, 200, 'a token with claims of every type passes');
@@ -186,6 +191,16 @@ $r = echo($token);
 like($r->{body}, qr/ pick=two$/m, 'after the reload the token cached before gives the new claim\'s value');
 $r = echo($token);
 like($r->{body}, qr/ pick=two$/m, 'and again from the cache');
+
+# a second reload that adds a claim variable
+config(2);
+ok(reload(), 'reloaded with one claim variable more');
+
+$r = echo($token);
+like($r->{body}, qr/^added=x,y$/m, 'the token cached before gives the value of the claim variable added');
+like($r->{body}, qr/ pick=two$/m, 'and of the others');
+$r = echo($token);
+like($r->{body}, qr/^added=x,y$/m, 'and again from the cache');
 
 # a token whose kept claims exceed an entry: never cached, values whole
 my $big = 'x' x 5000;
