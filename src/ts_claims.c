@@ -36,10 +36,10 @@ ts_claims_extract(const unsigned char *json, size_t len, ts_claim_t *claims,
     size_t *used)
 {
     int            rc;
-    char           name[TS_CLAIM_NAME_MAX];
     size_t         i, off, need;
     json_t        *root, *value;
     json_error_t   error;
+    char           name[TS_CLAIM_NAME_MAX];
 
     root = memchr(json, '\0', len) == NULL
            ? json_loadb((const char *) json, len, JSON_REJECT_DUPLICATES,
