@@ -21,6 +21,7 @@
 
 
 static int ts_claim_join(json_t *array, unsigned char *buf, size_t *len);
+static int ts_claim_plain(json_t *str);
 
 
 /*
@@ -136,8 +137,10 @@ ts_claim_string(const unsigned char *s, size_t len, unsigned char *buf,
 /*
  * What a variable shows of a compact value: a string as is, an array of
  * strings joined with commas, null as nothing, anything else (numbers,
- * true, false, objects, other arrays) as its JSON text.  buf needs
- * value->len bytes: the text shown is never longer.
+ * true, false, objects, other arrays) as its JSON text.  A string with a
+ * control character stays JSON text, escaped: a CR LF from a claim must
+ * not split an upstream's header.  buf needs value->len bytes: the text
+ * shown is never longer.
  */
 
 int
@@ -171,7 +174,7 @@ ts_claim_display(const ts_str_t *value, unsigned char *buf, size_t *len)
     if (json_is_null(root)) {
         *len = 0;
 
-    } else if (json_is_string(root)) {
+    } else if (json_is_string(root) && ts_claim_plain(root)) {
         *len = json_string_length(root);
         memcpy(buf, json_string_value(root), *len);
 
@@ -192,8 +195,12 @@ ts_claim_join(json_t *array, unsigned char *buf, size_t *len)
     size_t   i, n, off;
     json_t  *item;
 
+    if (!json_is_array(array)) {
+        return -1;
+    }
+
     json_array_foreach(array, i, item) {
-        if (!json_is_string(item)) {
+        if (!json_is_string(item) || !ts_claim_plain(item)) {
             return -1;
         }
     }
@@ -213,6 +220,27 @@ ts_claim_join(json_t *array, unsigned char *buf, size_t *len)
     *len = off;
 
     return 0;
+}
+
+
+/* a string without control characters */
+
+static int
+ts_claim_plain(json_t *str)
+{
+    size_t                i, len;
+    const unsigned char  *p;
+
+    p = (const unsigned char *) json_string_value(str);
+    len = json_string_length(str);
+
+    for (i = 0; i < len; i++) {
+        if (p[i] < 0x20 || p[i] == 0x7f) {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 

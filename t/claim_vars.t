@@ -212,6 +212,12 @@ $r = echo($large);
 like($r->{body}, qr/^str=x{5000} /m, 'and again');
 is(counter('hits_total'), $hits, 'the token with a claim too long for an entry is not cached');
 
+# a claim with CR LF goes to the upstream escaped, never as a new header
+my $split = $t->mint('e1', '--claim', 'str="x\r\nX-Alg: forged"');
+$r = echo($split);
+like($r->{body}, qr/^str="x\\r\\nX-Alg: forged" .* alg=ES256 /m,
+     'a claim with CR LF is passed as JSON text and splits no header');
+
 # a request nginx answered itself: the variables are empty in its log
 my $raw = $t->http_raw("GARBAGE\r\n\r\n");
 like($raw, qr/^HTTP\/1\.\d 400/, 'nginx answers a broken request line with 400');

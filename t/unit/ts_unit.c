@@ -1966,9 +1966,11 @@ test_claims(void)
        && display_is("[\"a\",\"b\"]", "a,b")
        && display_is("[]", "")
        && display_is("[1,\"x\"]", "[1,\"x\"]")
-       && display_is("{\"k\":\"v\"}", "{\"k\":\"v\"}"),
+       && display_is("{\"k\":\"v\"}", "{\"k\":\"v\"}")
+       && display_is("\"a\\r\\nb\"", "\"a\\r\\nb\"")
+       && display_is("[\"a\",\"\\u0001\"]", "[\"a\",\"\\u0001\"]"),
        "variables show strings as is, arrays of strings joined, the rest "
-       "as JSON");
+       "and strings with control characters as JSON");
 
     values[0] = str("api");
     values[1] = str("https://id.example");
