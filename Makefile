@@ -19,7 +19,7 @@ BUILD     := build
 MODULE    := $(BUILD)/ngx_http_token_scope_module.so
 
 CORE_SRCS := src/ts_jwt.c src/ts_key.c src/ts_policy.c src/ts_ops.c \
-             src/ts_secret.c src/ts_revoke.c
+             src/ts_secret.c src/ts_revoke.c src/ts_claims.c
 CORE_HDRS := src/ts_core.h
 GLUE_SRCS := src/ngx_http_token_scope_module.c \
              src/ngx_http_token_scope_conf.c \
@@ -37,7 +37,8 @@ GLUE_SRCS := src/ngx_http_token_scope_module.c \
              src/ngx_http_token_scope_facts.c \
              src/ngx_http_token_scope_decide.c \
              src/ngx_http_token_scope_hosts.c \
-             src/ngx_http_token_scope_request.c src/ngx_http_token_scope.h
+             src/ngx_http_token_scope_request.c \
+             src/ngx_http_token_scope_claims.c src/ngx_http_token_scope.h
 
 CFLAGS    ?= -O2 -g
 WARN      := -Wall -Wextra -Werror -Wno-unused-parameter

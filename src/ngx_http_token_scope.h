@@ -58,6 +58,10 @@
 #define NGX_HTTP_TOKEN_SCOPE_FACTS_PENDING  1
 #define NGX_HTTP_TOKEN_SCOPE_FACTS_READY    2
 
+/* claims some location checks (tmcf->claim_checks) */
+#define NGX_HTTP_TOKEN_SCOPE_ISS  1
+#define NGX_HTTP_TOKEN_SCOPE_AUD  2
+
 #define NGX_HTTP_TOKEN_SCOPE_OVERRIDE_CHECK   0
 #define NGX_HTTP_TOKEN_SCOPE_OVERRIDE_IGNORE  1
 
@@ -255,6 +259,10 @@ typedef struct {
     ngx_array_t                 kids;        /* of ngx_str_t, for status */
     ngx_array_t                 catalogs;    /* of ..._catalog_t */
     ngx_int_t                   request_id_index;
+
+    /* claims kept for $token_scope_claim_*, issuer and audience checks */
+    ngx_array_t                *claims;      /* of ts_claim_t, no values */
+    ngx_uint_t                  claim_checks;  /* NGX_HTTP_TOKEN_SCOPE_ISS */
 } ngx_http_token_scope_main_conf_t;
 
 
@@ -326,6 +334,13 @@ typedef struct {
 
     /* in token_scope_server_decisions_total: index + 1, 0 if none */
     ngx_uint_t                  server;
+
+    /* token_scope_token, _issuer, _audience, _require: NULL if not set */
+    ngx_http_complex_value_t   *token_source;
+    ngx_array_t                *issuers;     /* of ngx_str_t */
+    ngx_array_t                *audiences;   /* of ngx_str_t */
+    ngx_array_t                *require;     /* of ngx_http_complex_value_t */
+    ngx_uint_t                  require_status;
 } ngx_http_token_scope_loc_conf_t;
 
 
@@ -354,6 +369,7 @@ typedef struct {
     ngx_http_token_scope_loc_conf_t  *facts_conf;  /* computed under it */
     ts_reason_e                 facts_reason;  /* TS_OK: claims are genuine */
     ts_token_t                  token;
+    ngx_str_t                   source;      /* the token, as taken */
 
     /* an opaque token: its digest, and the Redis lookup it waits for */
     u_char                      digest[TS_SHA256_LEN];
@@ -538,6 +554,27 @@ void ngx_http_token_scope_cache_forget(ngx_http_token_scope_main_conf_t *tmcf,
 void ngx_http_token_scope_redis_exit_process(ngx_cycle_t *cycle);
 ngx_str_t *ngx_http_token_scope_format_required(ngx_http_request_t *r,
     ngx_http_token_scope_ctx_t *ctx);
+char *ngx_http_token_scope_values(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_token_scope_require(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_token_scope_claims_merge(ngx_http_token_scope_loc_conf_t *prev,
+    ngx_http_token_scope_loc_conf_t *conf);
+ngx_int_t ngx_http_token_scope_claims_init(ngx_conf_t *cf,
+    ngx_http_token_scope_main_conf_t *tmcf);
+ngx_int_t ngx_http_token_scope_claims_variables(ngx_conf_t *cf);
+void ngx_http_token_scope_claims_late(ngx_conf_t *cf,
+    ngx_http_token_scope_main_conf_t *tmcf);
+ngx_int_t ngx_http_token_scope_claims_keep(ngx_http_request_t *r,
+    ts_token_t *tok);
+ngx_int_t ngx_http_token_scope_claims_field(ngx_http_request_t *r,
+    ts_token_t *tok, u_char *name, size_t len, u_char *value, size_t size);
+ts_reason_e ngx_http_token_scope_claims_check(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx);
+size_t ngx_http_token_scope_claims_size(ts_token_t *tok);
+u_char *ngx_http_token_scope_claims_write(u_char *p, ts_token_t *tok);
+ngx_int_t ngx_http_token_scope_claims_read(ngx_http_request_t *r,
+    ts_token_t *tok, u_char *p, size_t len);
 
 
 #endif /* _NGX_HTTP_TOKEN_SCOPE_H_INCLUDED_ */

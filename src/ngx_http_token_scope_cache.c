@@ -47,6 +47,7 @@ typedef struct {
     u_char                      id_len;
     u_char                      sid_len;
     u_char                      service_len;
+    u_short                     claims_len;  /* kept claims, after service */
     ngx_queue_t                 queue;
     time_t                      expires;     /* then the entry is dropped */
     time_t                      fresh;       /* opaque: then Redis is asked */
@@ -303,7 +304,11 @@ ngx_http_token_scope_cache_copy(ngx_http_request_t *r,
     tok->sid.len = node->sid_len;
     p = ngx_http_token_scope_cache_str(p, &tok->sid, &to);
     tok->service.len = node->service_len;
-    (void) ngx_http_token_scope_cache_str(p, &tok->service, &to);
+    p = ngx_http_token_scope_cache_str(p, &tok->service, &to);
+
+    if (node->claims_len) {
+        return ngx_http_token_scope_claims_read(r, tok, p, node->claims_len);
+    }
 
     return NGX_OK;
 }
@@ -526,7 +531,7 @@ ngx_http_token_scope_cache_put(ngx_http_request_t *r, ts_token_t *tok,
     u_char *digest, time_t expires, time_t fresh, ngx_uint_t flags)
 {
     u_char                              *p;
-    size_t                               size;
+    size_t                               size, claims;
     ngx_uint_t                           alert;
     ngx_slab_pool_t                     *shpool;
     ngx_rbtree_node_t                   *rb;
@@ -544,13 +549,17 @@ ngx_http_token_scope_cache_put(ngx_http_request_t *r, ts_token_t *tok,
         return;
     }
 
-    if (expires <= ngx_time()) {
+    /* claims too long for an entry: never kept cut short */
+    claims = ngx_http_token_scope_claims_size(tok);
+
+    if (expires <= ngx_time() || claims == (size_t) -1) {
         return;
     }
 
     size = offsetof(ngx_rbtree_node_t, color)
            + offsetof(ngx_http_token_scope_cache_node_t, data)
-           + tok->kid.len + tok->id.len + tok->sid.len + tok->service.len;
+           + tok->kid.len + tok->id.len + tok->sid.len + tok->service.len
+           + claims;
 
     shpool = (ngx_slab_pool_t *) ccf->shm_zone->shm.addr;
     sh = ccf->sh;
@@ -619,6 +628,7 @@ ngx_http_token_scope_cache_put(ngx_http_request_t *r, ts_token_t *tok,
     node->id_len = (u_char) tok->id.len;
     node->sid_len = (u_char) tok->sid.len;
     node->service_len = (u_char) tok->service.len;
+    node->claims_len = (u_short) claims;
     node->expires = expires;
     node->fresh = fresh;
     node->stored = ngx_time();
@@ -647,8 +657,10 @@ ngx_http_token_scope_cache_put(ngx_http_request_t *r, ts_token_t *tok,
     }
 
     if (tok->service.len) {
-        ngx_memcpy(p, tok->service.data, tok->service.len);
+        p = ngx_cpymem(p, tok->service.data, tok->service.len);
     }
+
+    (void) ngx_http_token_scope_claims_write(p, tok);
 
     ngx_rbtree_insert(&sh->rbtree, rb);
     ngx_queue_insert_head(ngx_http_token_scope_cache_lru(sh, node),

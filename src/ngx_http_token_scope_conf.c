@@ -82,6 +82,10 @@ ngx_http_token_scope_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_token_scope_claims_init(cf, tmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     if (ngx_http_token_scope_hosts_init(cf, tmcf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
@@ -242,6 +246,8 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
     {
         return NGX_CONF_ERROR;
     }
+
+    ngx_http_token_scope_claims_merge(prev, conf);
 
     if (conf->keys == NULL) {
         conf->keys = prev->keys;

@@ -103,6 +103,11 @@ ngx_http_token_scope_decide(ngx_http_request_t *r,
     }
 
     if (reason == TS_OK) {
+        /* TS_REASON_MAX, as NGX_HTTP_TOKEN_SCOPE_FAILED: no memory */
+        reason = ngx_http_token_scope_claims_check(r, tlcf, ctx);
+    }
+
+    if (reason == TS_OK) {
         reason = ngx_http_token_scope_policy(r, tlcf, ctx, &rule);
     }
 

@@ -22,6 +22,10 @@ static ngx_int_t ngx_http_token_scope_main_facts(ngx_http_request_t *r,
 static ts_reason_e ngx_http_token_scope_jwt(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx,
     ngx_str_t *token);
+static ngx_int_t ngx_http_token_scope_source(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf, ngx_str_t *token);
+static ngx_uint_t ngx_http_token_scope_same_token(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx);
 
 
 /*
@@ -46,7 +50,9 @@ ngx_http_token_scope_facts(ngx_http_request_t *r,
         return NGX_AGAIN;
 
     case NGX_HTTP_TOKEN_SCOPE_FACTS_READY:
-        if (ngx_http_token_scope_same_facts(ctx->facts_conf, tlcf)) {
+        if (ngx_http_token_scope_same_facts(ctx->facts_conf, tlcf)
+            && ngx_http_token_scope_same_token(r, tlcf, ctx))
+        {
             return NGX_OK;
         }
 
@@ -69,8 +75,31 @@ ngx_http_token_scope_facts(ngx_http_request_t *r,
     ctx->facts = NGX_HTTP_TOKEN_SCOPE_FACTS_NONE;
     ctx->facts_conf = tlcf;
     ctx->opaque = NGX_HTTP_TOKEN_SCOPE_OPAQUE_NONE;
+    ngx_str_null(&ctx->source);
 
-    if (ngx_http_token_scope_get_token(r, &token) != NGX_OK) {
+    switch (ngx_http_token_scope_source(r, tlcf, &token)) {
+
+    case NGX_OK:
+        /* Authorization stays as it is; a variable's value may not */
+        ctx->source = token;
+
+        if (tlcf->token_source != NULL) {
+            ctx->source.data = ngx_pstrdup(r->pool, &token);
+            if (ctx->source.data == NULL) {
+                return NGX_ERROR;
+            }
+        }
+
+        break;
+
+    case NGX_DECLINED:
+        break;
+
+    default:
+        return NGX_ERROR;
+    }
+
+    if (ctx->source.len == 0) {
         reason = TS_MISSING;
 
     } else if (token.len > tlcf->max_size) {
@@ -170,8 +199,17 @@ ngx_http_token_scope_jwt(ngx_http_request_t *r,
     reason = ts_token_parse(&ctx->token, token->data, token->len, buf,
                             ngx_http_token_scope_base64url,
                             &tmcf->categories);
-    if (reason != TS_OK || !tlcf->verify) {
+    if (reason != TS_OK) {
         return reason;
+    }
+
+    if (!tlcf->verify) {
+        if (ngx_http_token_scope_claims_keep(r, &ctx->token) != NGX_OK) {
+            ctx->token.error = "out of memory";
+            return TS_MALFORMED;
+        }
+
+        return TS_OK;
     }
 
     if (tlcf->keys == NULL) {
@@ -182,11 +220,65 @@ ngx_http_token_scope_jwt(ngx_http_request_t *r,
 
     ngx_http_token_scope_count_verify(r, &ctx->token, reason);
 
+    if (reason == TS_OK
+        && ngx_http_token_scope_claims_keep(r, &ctx->token) != NGX_OK)
+    {
+        ctx->token.error = "out of memory";
+        return TS_MALFORMED;
+    }
+
     if (reason == TS_OK && tmcf->cache != NULL) {
         ngx_http_token_scope_cache_store(r, &ctx->token, digest);
     }
 
     return reason;
+}
+
+
+/*
+ * The token where token_scope_token takes it from, or Authorization;
+ * NGX_DECLINED: none, an empty value too
+ */
+
+static ngx_int_t
+ngx_http_token_scope_source(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf, ngx_str_t *token)
+{
+    if (tlcf->token_source == NULL) {
+        return ngx_http_token_scope_get_token(r, token);
+    }
+
+    if (ngx_http_complex_value(r, tlcf->token_source, token) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return token->len ? NGX_OK : NGX_DECLINED;
+}
+
+
+/*
+ * The facts are of the token the request carries now: a rewrite may have
+ * changed the arguments a token is taken from since a variable asked
+ */
+
+static ngx_uint_t
+ngx_http_token_scope_same_token(ngx_http_request_t *r,
+    ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx)
+{
+    ngx_str_t  token;
+
+    /* a subrequest carries the main request's token */
+    if (r != r->main) {
+        return 1;
+    }
+
+    if (ngx_http_token_scope_source(r, tlcf, &token) != NGX_OK) {
+        ngx_str_null(&token);
+    }
+
+    return token.len == ctx->source.len
+           && (token.len == 0
+               || ngx_memcmp(token.data, ctx->source.data, token.len) == 0);
 }
 
 

@@ -165,6 +165,34 @@ static ngx_command_t  ngx_http_token_scope_commands[] = {
       offsetof(ngx_http_token_scope_loc_conf_t, max_size),
       NULL },
 
+    { ngx_string("token_scope_token"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_token_scope_loc_conf_t, token_source),
+      NULL },
+
+    { ngx_string("token_scope_issuer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_token_scope_values,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_token_scope_loc_conf_t, issuers),
+      (void *) NGX_HTTP_TOKEN_SCOPE_ISS },
+
+    { ngx_string("token_scope_audience"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_token_scope_values,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_token_scope_loc_conf_t, audiences),
+      (void *) NGX_HTTP_TOKEN_SCOPE_AUD },
+
+    { ngx_string("token_scope_require"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_token_scope_require,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("token_scope_access"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_enum_slot,
@@ -845,6 +873,8 @@ ngx_http_token_scope_init(ngx_conf_t *cf)
     if (ngx_http_token_scope_status_zone(cf, tmcf) != NGX_OK) {
         return NGX_ERROR;
     }
+
+    ngx_http_token_scope_claims_late(cf, tmcf);
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 

@@ -341,6 +341,15 @@ ngx_http_token_scope_opaque_facts(ngx_http_request_t *r,
             break;
         }
 
+        /* $token_scope_claim_NAME of the fields the configuration uses */
+        if (ngx_http_token_scope_claims_field(r, tok, (u_char *) f->str,
+                                              f->len, (u_char *) v->str,
+                                              v->len)
+            != NGX_OK)
+        {
+            return NGX_HTTP_TOKEN_SCOPE_OPAQUE_FAILED;
+        }
+
         if (ngx_strcmp(f->str, "type") == 0) {
             type = ts_type_by_name(v->str, v->len);
 

@@ -101,7 +101,16 @@ static ngx_http_token_scope_answer_t  ngx_http_token_scope_answers[] = {
     { ngx_string("token scope not allowed"),
       ngx_string("the token is for another store or seller"), 1 },
     /* TS_CONFIG */
-    { ngx_string("token scope configuration error"), ngx_null_string, 0 }
+    { ngx_string("token scope configuration error"), ngx_null_string, 0 },
+    /* TS_ISSUER */
+    { ngx_string("token problem; token issuer is not accepted"),
+      ngx_null_string, 0 },
+    /* TS_AUDIENCE */
+    { ngx_string("token problem; token is not for this audience"),
+      ngx_null_string, 0 },
+    /* TS_REQUIRE */
+    { ngx_string("token problem; token does not meet a requirement"),
+      ngx_null_string, 0 }
 };
 
 
@@ -128,7 +137,10 @@ static ngx_str_t  ngx_http_token_scope_ecwid[] = {
                                                      /* TS_PUBLIC_TOKEN */
     ngx_string("Invalid access token"),              /* TS_UNKNOWN_TOKEN */
     ngx_string("Access token is not valid for this store"), /* TS_SUBJECT */
-    ngx_null_string                                  /* TS_CONFIG */
+    ngx_null_string,                                 /* TS_CONFIG */
+    ngx_string("Invalid access token"),              /* TS_ISSUER */
+    ngx_string("Invalid access token"),              /* TS_AUDIENCE */
+    ngx_null_string                                  /* TS_REQUIRE */
 };
 
 
@@ -193,7 +205,14 @@ ngx_http_token_scope_refuse(ngx_http_request_t *r,
                   : tlcf->error_format == NGX_HTTP_TOKEN_SCOPE_FORMAT_WB
                     ? tlcf->deny_status : NGX_HTTP_FORBIDDEN;
 
-    if (ngx_http_token_scope_www_authenticate(r, ctx, answer->scope)
+    if (ctx->reason == TS_REQUIRE) {
+        /* token_scope_require ... error=403 */
+        ctx->status = tlcf->require_status;
+    }
+
+    if (ngx_http_token_scope_www_authenticate(r, ctx,
+                                 answer->scope
+                                 || ctx->status == NGX_HTTP_FORBIDDEN)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

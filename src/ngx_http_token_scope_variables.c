@@ -389,5 +389,5 @@ ngx_http_token_scope_add_variables(ngx_conf_t *cf)
         var->data = v->data;
     }
 
-    return NGX_OK;
+    return ngx_http_token_scope_claims_variables(cf);
 }

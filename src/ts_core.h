@@ -71,6 +71,9 @@ typedef enum {
     TS_UNKNOWN_TOKEN,
     TS_SUBJECT,
     TS_CONFIG,                   /* a rule that names nothing known */
+    TS_ISSUER,
+    TS_AUDIENCE,
+    TS_REQUIRE,
     TS_REASON_MAX
 } ts_reason_e;
 
@@ -111,9 +114,25 @@ typedef enum {
 #define TS_TYPE_BIT(type)  (1u << (type))
 
 
+/* a claim kept for variables and checks: its value as compact JSON */
+typedef struct {
+    ts_str_t                name;
+    ts_str_t                value;       /* data NULL: the token has none */
+    unsigned                header:1;    /* of the JOSE header */
+} ts_claim_t;
+
+
 typedef struct {
     ts_alg_e                alg;
     ts_str_t                kid;
+
+    /* the decoded JSON texts, until the buffer of the parse is freed */
+    ts_str_t                header;
+    ts_str_t                payload;
+
+    /* the claims kept, set by the caller after the parse */
+    ts_claim_t             *claims;
+    size_t                  nclaims;
 
     /* "header.payload", the bytes the signature covers */
     ts_str_t                signed_part;
@@ -298,6 +317,16 @@ ts_reason_e ts_token_parse(ts_token_t *tok, const unsigned char *data,
 int ts_token_is_jwt(const unsigned char *data, size_t len);
 ts_reason_e ts_token_check_time(const ts_token_t *tok, int64_t now,
     int64_t leeway);
+
+int ts_claims_extract(const unsigned char *json, size_t len,
+    ts_claim_t *claims, size_t n, unsigned header, unsigned char *buf,
+    size_t size, size_t *used);
+int ts_claim_display(const ts_str_t *value, unsigned char *buf,
+    size_t *len);
+int ts_claim_string(const unsigned char *s, size_t len, unsigned char *buf,
+    size_t size, size_t *used);
+int ts_claim_match(const ts_str_t *value, const ts_str_t *values, size_t n,
+    int array);
 
 int ts_keyset_add_pem(ts_keyset_t *ks, const unsigned char *pem, size_t len,
     const char *kid, char *err, size_t errlen);

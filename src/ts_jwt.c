@@ -58,7 +58,10 @@ static const char  *ts_reason_names[TS_REASON_MAX] = {
     "public_token",
     "unknown_token",
     "subject",
-    "config"
+    "config",
+    "issuer",
+    "audience",
+    "require"
 };
 
 
@@ -201,6 +204,9 @@ ts_token_parse(ts_token_t *tok, const unsigned char *data, size_t len,
     if (rc != TS_OK) {
         return rc;
     }
+
+    tok->header = header;
+    tok->payload = payload;
 
     rc = ts_token_parse_header(tok, &header, &p);
     if (rc != TS_OK) {

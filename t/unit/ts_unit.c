@@ -1909,6 +1909,130 @@ test_revoke(void)
     }
 }
 
+static ts_str_t
+str(const char *s)
+{
+    ts_str_t  v;
+
+    v.data = (unsigned char *) s;
+    v.len = s ? strlen(s) : 0;
+
+    return v;
+}
+
+
+static int
+display_is(const char *compact, const char *expect)
+{
+    size_t         len;
+    ts_str_t       v;
+    unsigned char  buf[256];
+
+    v = str(compact);
+
+    return ts_claim_display(&v, buf, &len) == 0
+           && len == strlen(expect)
+           && memcmp(buf, expect, len) == 0;
+}
+
+
+static void
+test_claims(void)
+{
+    int            rc;
+    size_t         used;
+    ts_str_t       values[2], v;
+    ts_claim_t     claims[4];
+    unsigned char  buf[256];
+    const char    *json = "{\"iss\":\"https://id.example\","
+                          "\"aud\":[\"api\",\"web\"],\"n\":1.5,"
+                          "\"o\":{ \"k\" : [1, \"x\"] }}";
+
+    memset(claims, 0, sizeof(claims));
+    claims[0].name = str("iss");
+    claims[1].name = str("aud");
+    claims[2].name = str("o");
+    claims[3].name = str("none");
+
+    rc = ts_claims_extract((const unsigned char *) json, strlen(json),
+                           claims, 4, 0, buf, sizeof(buf), &used);
+
+    ok(rc == 0
+       && claims[0].value.len == 20
+       && memcmp(claims[0].value.data, "\"https://id.example\"", 20) == 0
+       && claims[1].value.len == 13
+       && memcmp(claims[1].value.data, "[\"api\",\"web\"]", 13) == 0
+       && claims[2].value.len == 13
+       && memcmp(claims[2].value.data, "{\"k\":[1,\"x\"]}", 13) == 0
+       && claims[3].value.data == NULL,
+       "claims are kept as compact JSON, an absent one without data");
+
+    rc = ts_claims_extract((const unsigned char *) json, strlen(json),
+                           claims, 4, 0, buf, 8, &used);
+
+    ok(rc == 1 && used == 20 + 13 + 13,
+       "a buffer too small says the size needed");
+
+    claims[0].header = 1;
+    rc = ts_claims_extract((const unsigned char *) "{\"iss\":1}", 9,
+                           claims, 1, 0, buf, sizeof(buf), &used);
+
+    ok(rc == 0 && used == 0, "a header claim is not taken from the payload");
+
+    ok(ts_claims_extract((const unsigned char *) "[1]", 3, claims, 1, 1,
+                         buf, sizeof(buf), &used) == -1,
+       "claims of something else than an object are refused");
+
+    ok(display_is("\"a\\\"b\"", "a\"b")
+       && display_is("42", "42")
+       && display_is("true", "true")
+       && display_is("null", "")
+       && display_is("[\"a\",\"b\"]", "a,b")
+       && display_is("[]", "")
+       && display_is("[1,\"x\"]", "[1,\"x\"]")
+       && display_is("{\"k\":\"v\"}", "{\"k\":\"v\"}")
+       && display_is("\"a\\r\\nb\"", "\"a\\r\\nb\"")
+       && display_is("[\"a\",\"\\u0001\"]", "[\"a\",\"\\u0001\"]"),
+       "variables show strings as is, arrays of strings joined, the rest "
+       "and strings with control characters as JSON");
+
+    values[0] = str("api");
+    values[1] = str("https://id.example");
+
+    v = str("\"https://id.example\"");
+    ok(ts_claim_match(&v, values, 2, 0) == 1, "a string issuer matches");
+
+    v = str("\"https://id.example/\"");
+    ok(ts_claim_match(&v, values, 2, 0) == 0,
+       "an issuer differing in a byte does not match");
+
+    v = str("[\"web\",\"api\"]");
+    ok(ts_claim_match(&v, values, 1, 1) == 1
+       && ts_claim_match(&v, values, 1, 0) == 0,
+       "an array matches where arrays are allowed (aud) only");
+
+    v = str("[1,{\"api\":1}]");
+    ok(ts_claim_match(&v, values, 1, 1) == 0,
+       "an array without the string does not match");
+
+    v = str(NULL);
+    ok(ts_claim_match(&v, values, 2, 1) == 0, "an absent claim never matches");
+
+    ok(ts_claim_string((const unsigned char *) "a\"b", 3, buf, sizeof(buf),
+                       &used) == 0
+       && used == 6 && memcmp(buf, "\"a\\\"b\"", 6) == 0,
+       "a field of an opaque token becomes a JSON string");
+
+    ok(ts_claim_string((const unsigned char *) "\xff", 1, buf, sizeof(buf),
+                       &used) == -1,
+       "a field that is not UTF-8 is refused");
+
+    ok(strcmp(ts_reason_name(TS_ISSUER), "issuer") == 0
+       && strcmp(ts_reason_name(TS_AUDIENCE), "audience") == 0
+       && strcmp(ts_reason_name(TS_REQUIRE), "require") == 0,
+       "issuer, audience and require are reasons");
+}
+
 
 int
 main(void)
@@ -1928,6 +2052,7 @@ main(void)
     test_ops();
     test_types();
     test_revoke();
+    test_claims();
 
     printf("1..%d\n", tests);
 
