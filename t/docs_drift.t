@@ -28,7 +28,7 @@ sub slurp {
 
 # the code
 
-my (%directives, %variables);
+my (%directives, %variables, %metrics);
 
 for my $file (glob "$ROOT/src/*.c") {
     my $src = slurp($file);
@@ -43,10 +43,21 @@ for my $file (glob "$ROOT/src/*.c") {
     # { ngx_string("name"), ngx_http_..._variable_..., data }
     $variables{$1} = $file
         while $src =~ /\{\s*ngx_string\("(\w+)"\),\s*ngx_http_\w*variable\w*,/g;
+
+    # prefix variables ($token_scope_claim_NAME): ngx_string("..._")
+    $variables{$1} = $file
+        while $src =~ /ngx_string\("(token_scope_\w+_)"\)/g;
+
+    # the status page's families: "# HELP name ..."
+    $metrics{$1} = $file
+        while $src =~ /"# HELP (token_scope_\w+) /g;
 }
+
+my @prefixes = grep { /_\z/ } keys %variables;
 
 ok(keys %directives > 20, 'directives found in the command tables: ' . scalar(keys %directives));
 ok(keys %variables > 10, 'variables found in the variable tables: ' . scalar(keys %variables));
+ok(keys %metrics > 10, 'metric families found on the status page: ' . scalar(keys %metrics));
 
 # the documentation
 
@@ -56,7 +67,7 @@ my %doc_directives = map { $_ => 1 } $doc =~ /^### (token_scope\w*)\s*$/mg;
 
 my ($vars_section) = $doc =~ /^## Embedded Variables\n(.*?)(?=^## |\z)/ms;
 my %doc_variables = map { $_ => 1 }
-                    ($vars_section // '') =~ /^`\$(\w+)`\s*$/mg;
+                    ($vars_section // '') =~ /^`\$(\w+)`(?:\*name\*)?\s*$/mg;
 
 sub differ {
     my ($a, $b) = @_;
@@ -68,9 +79,10 @@ is(differ(\%doc_directives, \%directives), '', 'every section of docs/directives
 is(differ(\%variables, \%doc_variables), '', 'every variable has its entry in docs/directives.md');
 is(differ(\%doc_variables, \%variables), '', 'every variable entry of docs/directives.md is a variable of the code');
 
-# any other token_scope_ word of directives.md: a directive, a variable,
-# or one of the names that are neither (metrics, the module, the log
-# format of conf.d/audit.conf)
+# any other token_scope_ word of directives.md: a directive, a variable
+# (or a name under a prefix variable's), a metric family of the status
+# page, or one of the names that are neither (the module, the log format
+# of conf.d/audit.conf)
 
 my %other = (token_scope_module => 1, token_scope_audit => 1);
 my %unknown;
@@ -79,8 +91,10 @@ while ($doc =~ /(\$?)\b(token_scope\w*)/g) {
     my ($dollar, $name) = ($1, $2);
 
     next if $dollar ? $variables{$name} : $directives{$name};
-    next if !$dollar && ($other{$name}
-             || $name =~ /_(total|seconds|entries|connected|info)$/);
+    next if $dollar && grep { index($name, $_) == 0 } @prefixes;
+    (my $family = $name) =~ s/_(?:bucket|sum|count)\z//;
+    next if !$dollar && ($other{$name} || $metrics{$name}
+                         || $metrics{$family});
 
     $unknown{"$dollar$name"} = 1;
 }

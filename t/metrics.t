@@ -25,6 +25,7 @@ use JSON::PP;
 use Test::More;
 use Time::HiRes qw(sleep time);
 use TokenScope::Test qw(verdict);
+use TokenScope::Model qw(documented_reasons);
 use TokenScope::Redis qw(wait_for globals);
 
 TokenScope::Redis::check_installed();
@@ -275,7 +276,10 @@ my @type_lines = $page->{text} =~ /^# TYPE (\S+) /mg;
 my @help_lines = $page->{text} =~ /^# HELP (\S+) /mg;
 is(join(' ', @help_lines), join(' ', @type_lines), 'each TYPE line has its HELP line');
 
-is(scalar(grep { /^token_scope_decisions_total\{/ } keys %{ $page->{samples} }), 3 * 21, 'every decision and reason pair is printed');
+my @decision_keys = grep { /^token_scope_decisions_total\{/ } keys %{ $page->{samples} };
+my %page_reasons = map { /reason="(\w+)"/ ? ($1 => 1) : () } @decision_keys;
+is(join(' ', sort keys %page_reasons), join(' ', documented_reasons()), 'the reasons on the page are those docs/errors.md documents');
+is(scalar @decision_keys, 3 * documented_reasons(), 'every decision and reason pair is printed');
 is(v($page, 'token_scope_decisions_total{decision="report",reason="config"}'), 0, 'a pair never seen is printed at 0 (report, config)');
 is(family($page, 'token_scope_category_requests_total{category="finance"}'), '=0', 'a configured category never required is printed at 0');
 is(family($page, 'token_scope_verifications_total'), '{alg="ES256",kid="",result="bad_signature"}=0 {alg="ES256",kid="",result="ok"}=0 {alg="ES256",kid="e1",result="bad_signature"}=0 {alg="ES256",kid="e1",result="ok"}=0', 'verifications: every configured key and algorithm, each result at 0');

@@ -17,6 +17,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep);
 use TokenScope::Test qw(verdict);
+use TokenScope::Model qw(documented_reasons);
 
 my $t = TokenScope::Test->new();
 
@@ -204,7 +205,10 @@ is($res->{status}, 200, 'the status page answers 200');
 like($res->{headers}{'content-type'}, qr{^text/plain; version=0\.0\.4}, 'the status page is Prometheus text format 0.0.4');
 is(scalar @$bad, 0, 'every line of the status page is a comment or a sample') or diag(join "\n", @$bad);
 is(decisions($m), '', 'no decision is counted before any request');
-is(scalar(grep { /^token_scope_decisions_total\{/ } keys %$m), 3 * 21, 'every decision and reason pair is printed, at 0');
+my @decision_keys = grep { /^token_scope_decisions_total\{/ } keys %$m;
+my %page_reasons = map { /reason="(\w+)"/ ? ($1 => 1) : () } @decision_keys;
+is(join(' ', sort keys %page_reasons), join(' ', documented_reasons()), 'the reasons on the page are those docs/errors.md documents');
+is(scalar @decision_keys, 3 * documented_reasons(), 'every decision and reason pair is printed, at 0');
 is(categories($m), '', 'no category is counted before any request');
 is(scalar(grep { /^token_scope_category_requests_total\{/ } keys %$m), 14, 'every configured category is printed, at 0');
 is(types($m), '{type="base"}=0 {type="legacy"}=0 {type="personal"}=0 {type="public"}=0 {type="secret"}=0 {type="service"}=0 {type="test"}=0', 'every token type is listed at 0 before any request');

@@ -9,9 +9,10 @@ use strict;
 use warnings;
 
 use Exporter 'import';
+use FindBin;
 use MIME::Base64 ();
 
-our @EXPORT_OK = qw(expected);
+our @EXPORT_OK = qw(expected documented_reasons);
 
 # The verdict the module must give, from docs/errors.md and the order of
 # docs/directives.md ("A request is checked in this order"), for the
@@ -281,5 +282,28 @@ sub json_string {
         }
     }
 }
+
+
+# The reason codes docs/errors.md documents (the first column of the
+# tables under "Reason codes"), and "ok", the reason of a pass
+
+sub documented_reasons {
+    my $root = shift // "$FindBin::Bin/..";
+
+    open my $fh, '<', "$root/docs/errors.md" or die "docs/errors.md: $!\n";
+    my $doc = do { local $/; <$fh> };
+
+    my ($section) = $doc =~ /^## Reason codes\n(.*?)(?=^## )/ms
+        or die "docs/errors.md: no \"Reason codes\" section\n";
+
+    my %reasons = (ok => 1);
+    $reasons{$1} = 1 while $section =~ /^\| `([a-z_]+)` +\|/mg;
+
+    # a list, or their number in scalar context
+    my @reasons = sort keys %reasons;
+
+    return @reasons;
+}
+
 
 1;
