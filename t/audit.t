@@ -145,7 +145,16 @@ is(verdict(get('/report/category', $content)), '200', 'report mode lets a token 
 is(verdict(get('/orders/42', $good)), '200', 'a catalogue operation passes');
 is(verdict(get('/unprotected/x', $good)), '200', 'an unprotected location passes');
 is(verdict(get('/marketplace/a%22b%5Cc%01d%E2%82%AC', $good)), '401 operation', 'a URI with a quote, an encoded backslash, a control character and UTF-8 is refused: a backslash is a separator to some backends');
-is(verdict(get('/marketplace/host', $good, Host => 'we"ird\\host')), '200', 'a Host with a quote and a backslash passes');
+# newer nginx refuses a Host with a quote or a backslash itself (400):
+# asked of a location without the module first
+my $odd_host = 'we"ird\\host';
+my $host_passes = get('/unprotected/host', undef, Host => $odd_host)->{status} != 400;
+
+if ($host_passes) {
+    is(verdict(get('/marketplace/host', $good, Host => $odd_host)), '200', 'a Host with a quote and a backslash passes');
+} else {
+    is(get('/marketplace/host', $good, Host => $odd_host)->{status}, 400, 'this nginx refuses a Host with a quote and a backslash itself, before the module: 400');
+}
 is(verdict(get('/marketplace/bare', $good, 'X-Other' => "Bearer $good")), '200', 'a token in another header is never logged either');
 is(get('/marketplace/x%FF%C3%28%ED%A0%80%F4%90%80%80?q=%FF', $good)->{status}, 200, 'a URI that is not UTF-8 passes');
 is(get('/marketplace/100%25%E2%82%AC', $good)->{status}, 200, 'a URI with an encoded % passes');
@@ -171,7 +180,8 @@ for my $line (@lines) {
     $by_uri{ $j->{uri} } = $j;
 }
 
-is(scalar @lines, 17, 'the audit log has a line per request');
+# the requests above, the probe of the odd Host among them
+is(scalar @lines, 18, 'the audit log has a line per request');
 is(scalar @bad, 0, 'every audit line is a valid JSON object') or diag(join "\n", @bad);
 
 my @missing;
@@ -233,8 +243,12 @@ is("$j->{decision}|$j->{reason}|$j->{seller}", '||', 'a location without token_s
 $j = $by_uri{"/marketplace/a\"b\\c\x01d\x{20ac}"};
 ok(defined $j, 'a URI with a quote, a backslash, a control character and UTF-8 comes back intact from the JSON');
 
-($j) = grep { ($_->{uri} // '') eq '/marketplace/host' } values %by_uri;
-is($j->{host} // '', "we\"ird\\host", 'a Host with a quote and a backslash comes back intact from the JSON');
+SKIP: {
+    skip 'this nginx refuses a Host with a quote itself: no such Host to log', 1 unless $host_passes;
+
+    ($j) = grep { ($_->{uri} // '') eq '/marketplace/host' } values %by_uri;
+    is($j->{host} // '', "we\"ird\\host", 'a Host with a quote and a backslash comes back intact from the JSON');
+}
 
 $j = $by_uri{'/marketplace/x%FF%C3(%ED%A0%80%F4%90%80%80'};
 ok(defined $j, 'a URI with bytes that are not UTF-8 is logged as valid UTF-8 JSON, those bytes as %XX');
