@@ -16,6 +16,7 @@ use lib "$FindBin::Bin/lib";
 
 use Test::More;
 use TokenScope::Test;
+use TokenScope::Model qw(documented_reasons);
 
 my $ROOT = $TokenScope::Test::ROOT;
 
@@ -129,5 +130,15 @@ if ($keys =~ /PEM_read_bio_X509\b/) {
 if ($keys =~ /"keys"/) {
     like($key_section // '', qr/JWKS/, 'token_scope_key_file documents JWKS files');
 }
+
+# conf.d/audit.conf lists every reason docs/errors.md documents
+
+my ($audit_reasons) = slurp("$ROOT/conf.d/audit.conf")
+                      =~ /^#   reason\s.*?:\n(.*?)\(docs\/errors\.md\)/ms;
+my %listed = map { $_ => 1 } ($audit_reasons // '') =~ /\b([a-z_]+)\b/g;
+my %reasons = map { $_ => 1 } grep { $_ ne 'ok' } documented_reasons($ROOT);
+
+is(differ(\%reasons, \%listed), '', 'conf.d/audit.conf lists every reason of docs/errors.md');
+is(differ(\%listed, \%reasons), '', 'conf.d/audit.conf lists no reason docs/errors.md does not document');
 
 done_testing();
