@@ -18,7 +18,7 @@
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= token keys ops revoke secrets
+FUZZ_TARGETS ?= token keys ops revoke secrets claims
 
 FUZZ_BUILD   := $(BUILD)/fuzz
 FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer \

@@ -139,8 +139,9 @@ ts_claim_string(const unsigned char *s, size_t len, unsigned char *buf,
  * strings joined with commas, null as nothing, anything else (numbers,
  * true, false, objects, other arrays) as its JSON text.  A string with a
  * control character stays JSON text, escaped: a CR LF from a claim must
- * not split an upstream's header.  buf needs value->len bytes: the text
- * shown is never longer.
+ * not split an upstream's header; so does a NUL, which an opaque token's
+ * field (Redis values are bytes) may hold.  buf needs value->len bytes:
+ * the text shown is never longer.
  */
 
 int
@@ -164,7 +165,7 @@ ts_claim_display(const ts_str_t *value, unsigned char *buf, size_t *len)
     }
 
     root = json_loadb((const char *) value->data, value->len,
-                      JSON_DECODE_ANY, &error);
+                      JSON_DECODE_ANY | JSON_ALLOW_NUL, &error);
     if (root == NULL) {
         return -1;
     }
@@ -264,7 +265,7 @@ ts_claim_match(const ts_str_t *value, const ts_str_t *values, size_t n,
     }
 
     root = json_loadb((const char *) value->data, value->len,
-                      JSON_DECODE_ANY, &error);
+                      JSON_DECODE_ANY | JSON_ALLOW_NUL, &error);
     if (root == NULL) {
         return 0;
     }

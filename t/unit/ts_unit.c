@@ -2027,6 +2027,11 @@ test_claims(void)
                        &used) == -1,
        "a field that is not UTF-8 is refused");
 
+    ok(ts_claim_string((const unsigned char *) "a\0b", 3, buf, sizeof(buf),
+                       &used) == 0
+       && display_is("\"a\\u0000b\"", "\"a\\u0000b\""),
+       "a field with a NUL shows as escaped JSON, like a control character");
+
     ok(strcmp(ts_reason_name(TS_ISSUER), "issuer") == 0
        && strcmp(ts_reason_name(TS_AUDIENCE), "audience") == 0
        && strcmp(ts_reason_name(TS_REQUIRE), "require") == 0,
