@@ -28,9 +28,16 @@ my $CLIENTS = 4;
 my $SECONDS = 8;
 my $RESYNCS = 2;
 
-# a slice of the rescan is about 1 ms; scheduling on a busy 2-core box
-# adds tens of ms now and then
+# A slice of the rescan is about 1 ms; scheduling on a busy 2-core box
+# adds tens of ms now and then.  The ceiling is 100 ms, or twice the
+# slowest request of the same clients before any resync (for BASELINE
+# seconds), whichever is more; the old code held the lock over the whole
+# table, which stalled every worker for 200 ms and more (230-250 ms
+# measured here, with and without ASan): where the ceiling reaches that,
+# the check would prove nothing and is skipped, saying why
 my $CEILING = $ENV{TEST_RESYNC_CEILING} // 0.1;
+my $STALL = 0.2;
+my $BASELINE = 2;
 
 my $t = TokenScope::Test->new();
 my $redis = TokenScope::Redis->new($t);
@@ -83,8 +90,9 @@ is(verdict($t->get('/', Authorization => "Bearer $gone")), '401 revoked',
    'a revoked one is refused');
 
 
-# clients asking while worker 0 rescans, each writing "verdict seconds"
-# per request to a file of its own
+# clients asking, first for BASELINE seconds with no resync, then while
+# worker 0 rescans, each writing "verdict seconds worker start" per
+# request to a file of its own
 
 my @kids;
 
@@ -96,13 +104,13 @@ for my $k (1 .. $CLIENTS) {
         my $file = $t->testdir . "/client.$k";
         open my $fh, '>', $file or _exit(1);
 
-        my $end = time() + $SECONDS;
+        my $end = time() + $BASELINE + $SECONDS;
 
         while (time() < $end) {
             my $start = time();
             my $r = $t->get('/', Authorization => "Bearer $tok");
-            printf $fh "%s %.6f %s\n", verdict($r), time() - $start,
-                   $r->{headers}{'x-worker'} // '?';
+            printf $fh "%s %.6f %s %.6f\n", verdict($r), time() - $start,
+                   $r->{headers}{'x-worker'} // '?', $start;
         }
 
         close $fh;
@@ -114,7 +122,8 @@ for my $k (1 .. $CLIENTS) {
 
 my @took;
 
-sleep 1;
+my $first_kill = time() + $BASELINE;
+sleep 0.05 while time() < $first_kill;
 
 for (1 .. $RESYNCS) {
     my $before = synced();
@@ -135,28 +144,45 @@ is(scalar(grep { defined } @took), $RESYNCS,
 diag(sprintf 'resync of %d ids: %s', $IDS,
      join ', ', map { defined $_ ? sprintf('%.2f s', $_) : 'none' } @took);
 
-my (%verdicts, %pids, @slow);
-my ($n, $max) = (0, 0);
+my (%verdicts, %pids, @during);
+my ($n, $max, $quiet_max) = (0, 0, 0);
 
 for my $k (1 .. $CLIENTS) {
     for (split /\n/, $t->read_file("client.$k")) {
-        my ($v, $s, $pid) = split / /;
+        my ($v, $s, $pid, $at) = split / /;
         $verdicts{$v}++;
         $pids{$pid}++;
-        $max = $s if $s > $max;
-        push @slow, $_ if $s > $CEILING;
         $n++;
+
+        if ($at + $s < $first_kill) {
+            $quiet_max = $s if $s > $quiet_max;
+            next;
+        }
+
+        $max = $s if $s > $max;
+        push @during, [ $s, $_ ];
     }
 }
 
-diag(sprintf '%d requests, slowest %.1f ms', $n, $max * 1000);
+diag(sprintf '%d requests, slowest %.1f ms while resyncing, %.1f ms before',
+             $n, $max * 1000, $quiet_max * 1000);
+
+my $ceiling = $CEILING > 2 * $quiet_max ? $CEILING : 2 * $quiet_max;
+my @slow = map { $_->[1] } grep { $_->[0] > $ceiling } @during;
 
 cmp_ok($n, '>', 500, 'the clients kept asking');
 is(join(', ', sort keys %verdicts), '200', 'every request passed');
 is(scalar keys %pids, 2, 'both workers answered');
-is(scalar @slow, 0,
-   sprintf('no request took longer than %d ms', $CEILING * 1000))
-    or diag(join "\n", @slow[0 .. ($#slow > 9 ? 9 : $#slow)]);
+SKIP: {
+    skip(sprintf('this machine is too slow to tell a stall of the lock'
+                 . ' from its noise: before any resync a request already'
+                 . ' took %.1f ms', $quiet_max * 1000), 1)
+        if $ceiling >= $STALL;
+
+    is(scalar @slow, 0,
+       sprintf('no request took longer than %.0f ms', $ceiling * 1000))
+        or diag(join "\n", @slow[0 .. ($#slow > 9 ? 9 : $#slow)]);
+}
 
 is(verdict($t->get('/', Authorization => "Bearer $gone")), '401 revoked',
    'after the resyncs the revoked id is still refused');
