@@ -47,8 +47,9 @@ typedef struct {
     ngx_uint_t                  generation;  /* of the body, 0: none yet */
     time_t                      fetched;     /* the last good answer */
     time_t                      refresh;     /* fetch again from then on */
-    time_t                      attempted;   /* the last fetch began */
-    time_t                      fetching;    /* the lease: since, or 0 */
+    /* ngx_current_msec: a monotonic clock, the same in every worker */
+    ngx_msec_t                  attempted;   /* the last fetch began */
+    ngx_msec_t                  fetching;    /* the lease: since, or 0 */
     ngx_uint_t                  failing;     /* an error was logged */
     ngx_uint_t                  nkeys;
     ngx_uint_t                  fetches[NGX_HTTP_TOKEN_SCOPE_FETCH_RESULTS];
@@ -96,7 +97,9 @@ static time_t ngx_http_token_scope_jwks_max_age(ngx_http_request_t *r);
 static void ngx_http_token_scope_jwks_cleanup(void *data);
 static void ngx_http_token_scope_jwks_wake(ngx_event_t *ev);
 static ngx_uint_t ngx_http_token_scope_jwks_busy(
-    ngx_http_token_scope_jwks_sh_t *sh, time_t now);
+    ngx_http_token_scope_jwks_sh_t *sh);
+static ngx_uint_t ngx_http_token_scope_jwks_may(
+    ngx_http_token_scope_jwks_t *jwks);
 
 
 /*
@@ -139,11 +142,10 @@ ngx_http_token_scope_jwks_sync(ngx_http_request_t *r,
     if (r == r->main
         && sh->generation != 0
         && now >= sh->refresh
-        && now - sh->attempted >= jwks->min_refresh
-        && !ngx_http_token_scope_jwks_busy(sh, now))
+        && ngx_http_token_scope_jwks_may(jwks))
     {
-        sh->fetching = now;
-        sh->attempted = now;
+        sh->fetching = ngx_current_msec;
+        sh->attempted = ngx_current_msec;
         due = 1;
     }
 
@@ -183,7 +185,6 @@ ngx_http_token_scope_jwks_verify(ngx_http_request_t *r,
     ngx_http_token_scope_jwks_t *jwks, ngx_http_token_scope_ctx_t *ctx,
     ngx_uint_t wait)
 {
-    time_t                           now;
     ts_reason_e                      reason;
     ngx_uint_t                       action;
     ngx_http_token_scope_jwks_sh_t  *sh;
@@ -201,19 +202,18 @@ ngx_http_token_scope_jwks_verify(ngx_http_request_t *r,
     }
 
     sh = jwks->sh;
-    now = ngx_time();
 
     ngx_shmtx_lock(&jwks->shpool->mutex);
 
-    if (ngx_http_token_scope_jwks_busy(sh, now)) {
+    if (ngx_http_token_scope_jwks_busy(sh)) {
         action = NGX_HTTP_TOKEN_SCOPE_JWKS_WAIT;
 
-    } else if (now - sh->attempted >= jwks->min_refresh) {
+    } else if (ngx_http_token_scope_jwks_may(jwks)) {
         action = NGX_HTTP_TOKEN_SCOPE_JWKS_FETCH;
 
         if (wait) {
-            sh->fetching = now;
-            sh->attempted = now;
+            sh->fetching = ngx_current_msec;
+            sh->attempted = ngx_current_msec;
         }
 
     } else {
@@ -340,12 +340,30 @@ ngx_http_token_scope_jwks_state(ngx_http_token_scope_main_conf_t *tmcf,
 }
 
 
+/* a fetch is under way: its lease is held and not too old */
+
 static ngx_uint_t
-ngx_http_token_scope_jwks_busy(ngx_http_token_scope_jwks_sh_t *sh,
-    time_t now)
+ngx_http_token_scope_jwks_busy(ngx_http_token_scope_jwks_sh_t *sh)
 {
     return sh->fetching != 0
-           && now - sh->fetching < NGX_HTTP_TOKEN_SCOPE_JWKS_LEASE;
+           && ngx_current_msec - sh->fetching
+              < NGX_HTTP_TOKEN_SCOPE_JWKS_LEASE * 1000;
+}
+
+
+/* a fetch may begin: none under way, and none began in min_refresh */
+
+static ngx_uint_t
+ngx_http_token_scope_jwks_may(ngx_http_token_scope_jwks_t *jwks)
+{
+    ngx_http_token_scope_jwks_sh_t  *sh;
+
+    sh = jwks->sh;
+
+    return !ngx_http_token_scope_jwks_busy(sh)
+           && (sh->attempted == 0
+               || ngx_current_msec - sh->attempted
+                  >= (ngx_msec_t) jwks->min_refresh * 1000);
 }
 
 
@@ -493,6 +511,10 @@ ngx_http_token_scope_jwks_done(ngx_http_request_t *r, void *data,
     ngx_http_token_scope_jwks_t     *jwks;
     ngx_http_token_scope_jwks_sh_t  *sh;
     char                             err[TS_ERROR_MAX];
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "token scope key request: done %i, %ui", rc,
+                   (ngx_uint_t) fetch->done);
 
     if (fetch->done) {
         return rc;
@@ -731,8 +753,12 @@ ngx_http_token_scope_jwks_wake(ngx_event_t *ev)
     jwks = ctx->facts_conf->jwks;
 
     ngx_shmtx_lock(&jwks->shpool->mutex);
-    busy = ngx_http_token_scope_jwks_busy(jwks->sh, ngx_time());
+    busy = ngx_http_token_scope_jwks_busy(jwks->sh);
     ngx_shmtx_unlock(&jwks->shpool->mutex);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "token scope key request: %s",
+                   busy ? "still waiting" : "fetch over");
 
     if (busy
         && ngx_current_msec - ctx->key_since
