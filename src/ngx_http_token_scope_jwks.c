@@ -122,6 +122,15 @@ ngx_http_token_scope_jwks_sync(ngx_http_request_t *r,
 
     sh = jwks->sh;
     now = ngx_time();
+
+    /*
+     * the steady state without the lock: words read as they are, and
+     * looked at again under it if anything is to be done
+     */
+    if (sh->generation == jwks->generation && now < sh->refresh) {
+        return;
+    }
+
     body = NULL;
     len = 0;
     due = 0;
