@@ -535,9 +535,17 @@ ngx_http_token_scope_jwks_done(ngx_http_request_t *r, void *data,
     jwks = fetch->jwks;
     u = r->upstream;
 
-    status = (u != NULL) ? u->headers_in.status_n : r->headers_out.status;
+    status = (u != NULL) ? u->headers_in.status_n : 0;
 
-    if (rc == NGX_ERROR || rc >= NGX_HTTP_SPECIAL_RESPONSE || u == NULL
+    if (u == NULL) {
+        /* a static file, a "return": not an answer kept in memory */
+        ngx_http_token_scope_jwks_failed(fetch,
+                                         NGX_HTTP_TOKEN_SCOPE_FETCH_ERROR,
+                                         "the location does not proxy");
+        return rc;
+    }
+
+    if (rc == NGX_ERROR || rc >= NGX_HTTP_SPECIAL_RESPONSE
         || status != NGX_HTTP_OK)
     {
         ngx_snprintf((u_char *) err, sizeof(err), "status %ui%Z", status);
