@@ -349,4 +349,29 @@ ok(wait_for(sub { answer('/short', $a2) eq '401 unknown_key' }, 5),
    'removed kid: the cached token is refused after the refresh');
 is(answer('/short', $a1), '200', 'removed kid: the kept kid passes');
 
+# mistakes fail "nginx -t", each named
+
+my $bad = TokenScope::Test->new(name => 'nginx -t', config_errors => 1);
+
+for my $case (['/_keys/main valid=soon', qr/invalid parameter "valid=soon"/],
+              ['/_keys/main every=1s', qr/invalid parameter "every=1s"/],
+              ['http://idp.example.com/jwks', qr/is not a URI of this server/])
+{
+    $bad->write_config(<<"EOF");
+http {
+    server {
+        listen 127.0.0.1:%%PORT_8080%%;
+        location / {
+            token_scope marketplace;
+            token_scope_key_request $case->[0];
+        }
+    }
+}
+EOF
+
+    my ($rc, $out) = $bad->test_config();
+    isnt($rc, 0, "nginx -t refuses token_scope_key_request $case->[0]");
+    like($out, $case->[1], '... and names the mistake');
+}
+
 $t->done_testing();
