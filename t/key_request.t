@@ -335,13 +335,15 @@ is(answer('/short', $a2), '200', 'short: a2 passes again');
 my $hits = metric('token_scope_cache_hits_total');
 is(answer('/short', $a2), '200', 'short: a2 from the cache');
 cmp_ok(metric('token_scope_cache_hits_total'), '>', $hits, 'short: it was a cache hit');
-is(fetches('short'), 1, 'short: one fetch');
+cmp_ok(fetches('short'), '>=', 1, 'short: fetched');
 
 provide('short.json', jwks(qw(a1)));
 
-# known tokens only: what fetches now is the refresh, max-age's
+# known tokens only: what fetches now is the refresh, max-age's (a slow
+# machine may have had one already: the count is taken from here)
+my $n0 = fetches('short');
 my $t0 = time();
-ok(wait_for(sub { answer('/short', $a1); fetches('short') >= 2 }, 10),
+ok(wait_for(sub { answer('/short', $a1); fetches('short') > $n0 }, 10),
    'max-age: a refresh in the background');
 cmp_ok(time() - $t0, '<', 6, 'max-age=4 honoured (valid is 1h)');
 
