@@ -38,7 +38,8 @@ GLUE_SRCS := src/ngx_http_token_scope_module.c \
              src/ngx_http_token_scope_decide.c \
              src/ngx_http_token_scope_hosts.c \
              src/ngx_http_token_scope_request.c \
-             src/ngx_http_token_scope_claims.c src/ngx_http_token_scope.h
+             src/ngx_http_token_scope_claims.c \
+             src/ngx_http_token_scope_jwks.c src/ngx_http_token_scope.h
 
 CFLAGS    ?= -O2 -g
 WARN      := -Wall -Wextra -Werror -Wno-unused-parameter

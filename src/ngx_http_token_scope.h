@@ -80,6 +80,12 @@
 #define NGX_HTTP_TOKEN_SCOPE_LOOKUP_ERROR    3
 #define NGX_HTTP_TOKEN_SCOPE_LOOKUPS         4
 
+/* what became of a fetch of token_scope_key_request, for the status page */
+#define NGX_HTTP_TOKEN_SCOPE_FETCH_OK        0
+#define NGX_HTTP_TOKEN_SCOPE_FETCH_ERROR     1
+#define NGX_HTTP_TOKEN_SCOPE_FETCH_INVALID   2
+#define NGX_HTTP_TOKEN_SCOPE_FETCH_RESULTS   3
+
 
 typedef struct {
     ngx_str_t                   name;
@@ -214,6 +220,16 @@ typedef struct ngx_http_token_scope_counters_s
     ngx_http_token_scope_counters_t;
 
 
+/* the keys of one token_scope_key_request, ngx_http_token_scope_jwks.c */
+typedef struct ngx_http_token_scope_jwks_s  ngx_http_token_scope_jwks_t;
+
+typedef struct {
+    ngx_uint_t                  fetches[NGX_HTTP_TOKEN_SCOPE_FETCH_RESULTS];
+    ngx_uint_t                  keys;
+    time_t                      age;         /* of the oldest, -1: none */
+} ngx_http_token_scope_jwks_state_t;
+
+
 /* a label pair of token_scope_verifications_total, fixed at start */
 typedef struct {
     ngx_str_t                   kid;
@@ -263,6 +279,8 @@ typedef struct {
     /* claims kept for $token_scope_claim_*, issuer and audience checks */
     ngx_array_t                *claims;      /* of ts_claim_t, no values */
     ngx_uint_t                  claim_checks;  /* NGX_HTTP_TOKEN_SCOPE_ISS */
+
+    ngx_array_t                *key_requests;  /* of ..._jwks_t *, or NULL */
 } ngx_http_token_scope_main_conf_t;
 
 
@@ -292,6 +310,11 @@ typedef struct {
     ts_keyset_t                *keys;
     /* of the keyset and the tables: keys the verified-token cache */
     u_char                      cache_salt[TS_SHA256_LEN];
+
+    /* token_scope_key_request; the salt with its keys, the worker's */
+    ngx_http_token_scope_jwks_t  *jwks;
+    u_char                      jwks_salt[TS_SHA256_LEN];
+    ngx_uint_t                  jwks_generation;  /* of jwks_salt, + 1 */
     ngx_flag_t                  verify;
     time_t                      leeway;
     size_t                      max_size;
@@ -392,7 +415,11 @@ typedef struct {
 
     uint64_t                    spent;       /* ns in the module's handlers */
 
+    ngx_msec_t                  key_since;   /* waits for a key fetch */
+
     unsigned                    waiting:1;   /* phases wait for Redis */
+    unsigned                    key_wait:1;  /* ... or for a key fetch */
+    unsigned                    key_waited:1;
 } ngx_http_token_scope_ctx_t;
 
 
@@ -573,6 +600,17 @@ ts_reason_e ngx_http_token_scope_claims_check(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx);
 size_t ngx_http_token_scope_claims_size(ts_token_t *tok);
 u_char *ngx_http_token_scope_claims_write(u_char *p, ts_token_t *tok);
+void ngx_http_token_scope_jwks_sync(ngx_http_request_t *r,
+    ngx_http_token_scope_jwks_t *jwks);
+ts_reason_e ngx_http_token_scope_jwks_verify(ngx_http_request_t *r,
+    ngx_http_token_scope_jwks_t *jwks, ngx_http_token_scope_ctx_t *ctx,
+    ngx_uint_t wait);
+u_char *ngx_http_token_scope_jwks_salt(ngx_http_token_scope_loc_conf_t *tlcf);
+ngx_uint_t ngx_http_token_scope_jwks_own(ngx_http_request_t *r);
+void ngx_http_token_scope_jwks_state(ngx_http_token_scope_main_conf_t *tmcf,
+    ngx_http_token_scope_jwks_state_t *state);
+char *ngx_http_token_scope_key_request(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 ngx_int_t ngx_http_token_scope_claims_read(ngx_http_request_t *r,
     ts_token_t *tok, u_char *p, size_t len);
 

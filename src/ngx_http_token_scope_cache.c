@@ -111,6 +111,7 @@ ngx_http_token_scope_cache_lookup(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ngx_str_t *token, ts_token_t *tok,
     u_char *digest)
 {
+    u_char                              *salt;
     ngx_int_t                            rc;
     ngx_slab_pool_t                     *shpool;
     ngx_http_token_scope_cache_sh_t     *sh;
@@ -121,7 +122,14 @@ ngx_http_token_scope_cache_lookup(ngx_http_request_t *r,
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
     ccf = tmcf->cache;
 
-    if (ccf == NULL || !tlcf->verify || tlcf->keys == NULL) {
+    if (ccf == NULL || !tlcf->verify
+        || (tlcf->keys == NULL && tlcf->jwks == NULL))
+    {
+        return NGX_DECLINED;
+    }
+
+    salt = ngx_http_token_scope_jwks_salt(tlcf);
+    if (salt == NULL) {
         return NGX_DECLINED;
     }
 
@@ -129,7 +137,7 @@ ngx_http_token_scope_cache_lookup(ngx_http_request_t *r,
      * the keyset and the category tables are part of the key: after a
      * reload with other keys, or names on other bits, a token misses
      */
-    if (ts_sha256_recent(tlcf->cache_salt, TS_SHA256_LEN, token->data,
+    if (ts_sha256_recent(salt, TS_SHA256_LEN, token->data,
                          token->len, digest)
         != 0)
     {

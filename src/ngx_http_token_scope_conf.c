@@ -112,6 +112,7 @@ ngx_http_token_scope_create_loc_conf(ngx_conf_t *cf)
      *     tlcf->required_value = NULL;
      *     tlcf->required = { 0, 0, 0 };
      *     tlcf->keys = NULL;
+     *     tlcf->jwks = NULL;
      *     tlcf->origin = { 0, NULL };
      *     tlcf->personal_only_names = NULL;
      *     tlcf->personal_only = 0;
@@ -253,9 +254,17 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
         conf->keys = prev->keys;
     }
 
-    /* a cached grant means what it did only under these keys and tables */
-    if (conf->keys != NULL
-        && ts_sha256_pair(conf->keys->fingerprint, TS_SHA256_LEN,
+    if (conf->jwks == NULL) {
+        conf->jwks = prev->jwks;
+    }
+
+    /*
+     * a cached grant means what it did only under these keys and tables;
+     * fetched keys are added to it as they come
+     */
+    if ((conf->keys != NULL || conf->jwks != NULL)
+        && ts_sha256_pair(conf->keys ? conf->keys->fingerprint
+                                     : tmcf->tables_digest, TS_SHA256_LEN,
                           tmcf->tables_digest, TS_SHA256_LEN,
                           conf->cache_salt)
            != 0)
@@ -324,7 +333,7 @@ ngx_http_token_scope_merge_loc_conf(ngx_conf_t *cf, void *parent,
     }
 
     /* an API of opaque tokens alone has no keys: its JWTs are unknown */
-    if (conf->verify && !conf->opaque
+    if (conf->verify && !conf->opaque && conf->jwks == NULL
         && (conf->keys == NULL || conf->keys->nkeys == 0))
     {
         ngx_http_token_scope_merge_error(cf, &conf->enable_at,

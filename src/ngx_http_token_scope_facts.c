@@ -21,7 +21,7 @@ static ngx_int_t ngx_http_token_scope_main_facts(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx);
 static ts_reason_e ngx_http_token_scope_jwt(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx,
-    ngx_str_t *token);
+    ngx_str_t *token, ngx_uint_t wait);
 static ngx_int_t ngx_http_token_scope_source(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ngx_str_t *token);
 static ngx_uint_t ngx_http_token_scope_same_token(ngx_http_request_t *r,
@@ -111,7 +111,19 @@ ngx_http_token_scope_facts(ngx_http_request_t *r,
         return ngx_http_token_scope_opaque(r, tlcf, ctx, &token, wait);
 
     } else {
-        reason = ngx_http_token_scope_jwt(r, tlcf, ctx, &token);
+        reason = ngx_http_token_scope_jwt(r, tlcf, ctx, &token, wait);
+
+        /* keys are being fetched: decided once they are in */
+        if (ctx->key_wait) {
+            if (!wait) {
+                ctx->key_wait = 0;
+                ngx_memzero(&ctx->token, sizeof(ts_token_t));
+                return NGX_DECLINED;
+            }
+
+            ctx->facts = NGX_HTTP_TOKEN_SCOPE_FACTS_PENDING;
+            return NGX_AGAIN;
+        }
     }
 
     ctx->facts_reason = reason;
@@ -129,6 +141,7 @@ ngx_http_token_scope_same_facts(ngx_http_token_scope_loc_conf_t *a,
 {
     return a == b
            || (a->keys == b->keys
+               && a->jwks == b->jwks
                && a->verify == b->verify
                && a->max_size == b->max_size
                && a->opaque == b->opaque
@@ -174,12 +187,16 @@ ngx_http_token_scope_main_facts(ngx_http_request_t *r,
 static ts_reason_e
 ngx_http_token_scope_jwt(ngx_http_request_t *r,
     ngx_http_token_scope_loc_conf_t *tlcf, ngx_http_token_scope_ctx_t *ctx,
-    ngx_str_t *token)
+    ngx_str_t *token, ngx_uint_t wait)
 {
     u_char                            *buf;
     ts_reason_e                        reason;
     ngx_http_token_scope_main_conf_t  *tmcf;
     u_char                             digest[TS_SHA256_LEN];
+
+    if (tlcf->jwks != NULL && tlcf->verify) {
+        ngx_http_token_scope_jwks_sync(r, tlcf->jwks);
+    }
 
     if (ngx_http_token_scope_cache_lookup(r, tlcf, token, &ctx->token,
                                           digest)
@@ -212,11 +229,20 @@ ngx_http_token_scope_jwt(ngx_http_request_t *r,
         return TS_OK;
     }
 
-    if (tlcf->keys == NULL) {
-        return TS_UNKNOWN_KEY;
+    reason = TS_UNKNOWN_KEY;
+
+    if (tlcf->keys != NULL) {
+        reason = ts_token_verify(tlcf->keys, &ctx->token);
     }
 
-    reason = ts_token_verify(tlcf->keys, &ctx->token);
+    /* the files' keys first: theirs is a kid both have */
+    if (reason == TS_UNKNOWN_KEY && tlcf->jwks != NULL) {
+        reason = ngx_http_token_scope_jwks_verify(r, tlcf->jwks, ctx, wait);
+
+        if (ctx->key_wait) {
+            return reason;
+        }
+    }
 
     ngx_http_token_scope_count_verify(r, &ctx->token, reason);
 

@@ -144,6 +144,13 @@ static ngx_command_t  ngx_http_token_scope_commands[] = {
       0,
       NULL },
 
+    { ngx_string("token_scope_key_request"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_token_scope_key_request,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("token_scope_verify"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -457,6 +464,11 @@ ngx_http_token_scope_preaccess_handler(ngx_http_request_t *r)
     start = ngx_http_token_scope_clock();
 
     if (r != r->main) {
+        /* the module's own fetch of keys carries no token to check */
+        if (ngx_http_token_scope_jwks_own(r)) {
+            return NGX_DECLINED;
+        }
+
         rc = ngx_http_token_scope_judge(r, tlcf);
 
         ngx_http_token_scope_spent(r, start);

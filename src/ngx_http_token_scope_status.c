@@ -80,6 +80,11 @@ static const char  *ngx_http_token_scope_lookup_names[] = {
 
 /* upper bounds of the time buckets, in ns and as printed; the last: +Inf */
 
+static const char  *ngx_http_token_scope_fetch_names[] = {
+    "ok", "error", "invalid"
+};
+
+
 static const uint64_t  ngx_http_token_scope_bounds[] = {
     10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000,
     5000000, 10000000, 25000000, 50000000, 100000000
@@ -548,7 +553,7 @@ ngx_http_token_scope_status_handler(ngx_http_request_t *r)
     n = NGX_HTTP_TOKEN_SCOPE_DECISIONS * TS_REASON_MAX + 64 + TS_TYPE_MAX
         + NGX_HTTP_TOKEN_SCOPE_BUCKETS + 64;
 
-    size = 8192 + n * (160 + TS_CATEGORY_NAME_MAX);
+    size = 8192 + 1024 + n * (160 + TS_CATEGORY_NAME_MAX);
 
     /* the configuration's labels, escaped: twice their length at most */
     label = tmcf->key_labels.elts;
@@ -781,6 +786,7 @@ ngx_http_token_scope_status_state(u_char *p,
     time_t                                    now, age, last;
     ngx_str_t                                *kid;
     ngx_uint_t                                i;
+    ngx_http_token_scope_jwks_state_t         jwks;
     ngx_http_token_scope_cache_stats_t        cache;
     ngx_http_token_scope_revocation_state_t   redis;
 
@@ -871,6 +877,31 @@ ngx_http_token_scope_status_state(u_char *p,
         p = ngx_http_token_scope_status_label(p, &kid[i]);
         p = ngx_sprintf(p, "\"} 1\n");
     }
+
+    ngx_http_token_scope_jwks_state(tmcf, &jwks);
+
+    p = ngx_sprintf(p,
+            "# HELP token_scope_key_fetches_total Fetches of "
+            "token_scope_key_request, by result (error: no answer or not "
+            "200; invalid: no usable JWKS).\n"
+            "# TYPE token_scope_key_fetches_total counter\n");
+
+    for (i = 0; i < NGX_HTTP_TOKEN_SCOPE_FETCH_RESULTS; i++) {
+        p = ngx_sprintf(p, "token_scope_key_fetches_total{result=\"%s\"} "
+                        "%ui\n", ngx_http_token_scope_fetch_names[i],
+                        jwks.fetches[i]);
+    }
+
+    p = ngx_sprintf(p,
+            "# HELP token_scope_key_request_keys Keys held from "
+            "token_scope_key_request.\n"
+            "# TYPE token_scope_key_request_keys gauge\n"
+            "token_scope_key_request_keys %ui\n"
+            "# HELP token_scope_key_request_age_seconds Seconds since the "
+            "last good fetch of token_scope_key_request (-1: none yet).\n"
+            "# TYPE token_scope_key_request_age_seconds gauge\n"
+            "token_scope_key_request_age_seconds %T\n",
+            jwks.keys, jwks.age);
 
     p = ngx_sprintf(p,
             "# HELP token_scope_build_info The module's build.\n"
