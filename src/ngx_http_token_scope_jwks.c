@@ -47,7 +47,7 @@ typedef struct {
     ngx_uint_t                  generation;  /* of the body, 0: none yet */
     time_t                      fetched;     /* the last good answer */
     time_t                      refresh;     /* fetch again from then on */
-    /* ngx_current_msec: a monotonic clock, the same in every worker */
+    /* ngx_current_msec: one monotonic clock, each worker's copy late */
     ngx_msec_t                  attempted;   /* the last fetch began */
     ngx_msec_t                  fetching;    /* the lease: since, or 0 */
     ngx_uint_t                  failing;     /* an error was logged */
@@ -349,13 +349,18 @@ ngx_http_token_scope_jwks_state(ngx_http_token_scope_main_conf_t *tmcf,
 }
 
 
-/* a fetch is under way: its lease is held and not too old */
+/*
+ * A fetch is under way: its lease is held and not too old.  The times are
+ * each worker's cached ngx_current_msec, which lags the clock by the turn
+ * of its event loop: a lease another worker took "later" than this one's
+ * now is a difference below zero, signed, and a fetch that just began.
+ */
 
 static ngx_uint_t
 ngx_http_token_scope_jwks_busy(ngx_http_token_scope_jwks_sh_t *sh)
 {
     return sh->fetching != 0
-           && ngx_current_msec - sh->fetching
+           && (ngx_msec_int_t) (ngx_current_msec - sh->fetching)
               < NGX_HTTP_TOKEN_SCOPE_JWKS_LEASE * 1000;
 }
 
@@ -371,8 +376,8 @@ ngx_http_token_scope_jwks_may(ngx_http_token_scope_jwks_t *jwks)
 
     return !ngx_http_token_scope_jwks_busy(sh)
            && (sh->attempted == 0
-               || ngx_current_msec - sh->attempted
-                  >= (ngx_msec_t) jwks->min_refresh * 1000);
+               || (ngx_msec_int_t) (ngx_current_msec - sh->attempted)
+                  >= (ngx_msec_int_t) jwks->min_refresh * 1000);
 }
 
 
