@@ -33,6 +33,8 @@ static ngx_int_t ngx_http_token_scope_claim_index(
     ngx_uint_t header);
 static ngx_int_t ngx_http_token_scope_variable_claim(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_token_scope_claim_named(ngx_str_t *variable,
+    ngx_str_t *claim, ngx_uint_t *header);
 
 
 static ngx_str_t  ngx_http_token_scope_claim_prefix =
@@ -281,6 +283,7 @@ ngx_http_token_scope_variable_claim(ngx_http_request_t *r,
     u_char                            *p;
     size_t                             len;
     ngx_int_t                          i;
+    ngx_str_t                          named;
     ngx_uint_t                         header;
     ts_claim_t                        *claim;
     ngx_http_token_scope_ctx_t        *ctx;
@@ -288,17 +291,10 @@ ngx_http_token_scope_variable_claim(ngx_http_request_t *r,
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_token_scope_module);
 
-    header = (name->len > ngx_http_token_scope_header_prefix.len
-              && ngx_strncmp(name->data,
-                             ngx_http_token_scope_header_prefix.data,
-                             ngx_http_token_scope_header_prefix.len)
-                 == 0);
-
-    len = header ? ngx_http_token_scope_header_prefix.len
-                 : ngx_http_token_scope_claim_prefix.len;
-
-    i = ngx_http_token_scope_claim_index(tmcf, name->data + len,
-                                         name->len - len, header);
+    i = (ngx_http_token_scope_claim_named(name, &named, &header) == NGX_OK)
+        ? ngx_http_token_scope_claim_index(tmcf, named.data, named.len,
+                                           header)
+        : NGX_ERROR;
 
     /* known() makes nothing of a request nginx answered itself */
     ctx = (i == NGX_ERROR) ? NULL : ngx_http_token_scope_known(r);
@@ -464,7 +460,8 @@ ngx_http_token_scope_claims_init(ngx_conf_t *cf,
 {
     u_char                     *p;
     size_t                      len;
-    ngx_uint_t                  i;
+    ngx_str_t                   name;
+    ngx_uint_t                  i, header;
     ngx_array_t                *claims;
     ts_claim_t                 *c;
     ngx_http_variable_t        *v;
@@ -498,37 +495,13 @@ ngx_http_token_scope_claims_init(ngx_conf_t *cf,
 
     for (i = 0; i < cmcf->variables.nelts; i++) {
 
-        if (v[i].name.len > ngx_http_token_scope_claim_prefix.len
-            && ngx_strncmp(v[i].name.data,
-                           ngx_http_token_scope_claim_prefix.data,
-                           ngx_http_token_scope_claim_prefix.len)
-               == 0)
+        if (ngx_http_token_scope_claim_named(&v[i].name, &name, &header)
+            == NGX_OK
+            && ngx_http_token_scope_claims_add(cf, claims, name.data,
+                                               name.len, header)
+               != NGX_OK)
         {
-            len = ngx_http_token_scope_claim_prefix.len;
-
-            if (ngx_http_token_scope_claims_add(cf, claims,
-                                                v[i].name.data + len,
-                                                v[i].name.len - len, 0)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-
-        } else if (v[i].name.len > ngx_http_token_scope_header_prefix.len
-                   && ngx_strncmp(v[i].name.data,
-                                  ngx_http_token_scope_header_prefix.data,
-                                  ngx_http_token_scope_header_prefix.len)
-                      == 0)
-        {
-            len = ngx_http_token_scope_header_prefix.len;
-
-            if (ngx_http_token_scope_claims_add(cf, claims,
-                                                v[i].name.data + len,
-                                                v[i].name.len - len, 1)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
+            return NGX_ERROR;
         }
     }
 
@@ -574,6 +547,40 @@ ngx_http_token_scope_claims_init(ngx_conf_t *cf,
 
 
 /*
+ * The claim a variable's name is about: NGX_OK with its name and whether
+ * of the header, NGX_DECLINED for a name of neither prefix
+ */
+
+static ngx_int_t
+ngx_http_token_scope_claim_named(ngx_str_t *variable, ngx_str_t *claim,
+    ngx_uint_t *header)
+{
+    ngx_str_t   *prefix;
+    ngx_uint_t   i;
+
+    static ngx_str_t  *prefixes[] = {
+        &ngx_http_token_scope_claim_prefix,
+        &ngx_http_token_scope_header_prefix
+    };
+
+    for (i = 0; i < 2; i++) {
+        prefix = prefixes[i];
+
+        if (variable->len > prefix->len
+            && ngx_strncmp(variable->data, prefix->data, prefix->len) == 0)
+        {
+            claim->data = variable->data + prefix->len;
+            claim->len = variable->len - prefix->len;
+            *header = i;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
  * A claim variable that a module merged after this one's configuration
  * (a dynamic module loaded later) started to use: it stays empty
  */
@@ -582,7 +589,7 @@ void
 ngx_http_token_scope_claims_late(ngx_conf_t *cf,
     ngx_http_token_scope_main_conf_t *tmcf)
 {
-    size_t                      len;
+    ngx_str_t                   name;
     ngx_uint_t                  i, header;
     ngx_http_variable_t        *v;
     ngx_http_core_main_conf_t  *cmcf;
@@ -593,31 +600,11 @@ ngx_http_token_scope_claims_late(ngx_conf_t *cf,
 
     for (i = 0; i < cmcf->variables.nelts; i++) {
 
-        if (v[i].name.len > ngx_http_token_scope_claim_prefix.len
-            && ngx_strncmp(v[i].name.data,
-                           ngx_http_token_scope_claim_prefix.data,
-                           ngx_http_token_scope_claim_prefix.len)
-               == 0)
-        {
-            header = 0;
-            len = ngx_http_token_scope_claim_prefix.len;
-
-        } else if (v[i].name.len > ngx_http_token_scope_header_prefix.len
-                   && ngx_strncmp(v[i].name.data,
-                                  ngx_http_token_scope_header_prefix.data,
-                                  ngx_http_token_scope_header_prefix.len)
-                      == 0)
-        {
-            header = 1;
-            len = ngx_http_token_scope_header_prefix.len;
-
-        } else {
-            continue;
-        }
-
-        if (ngx_http_token_scope_claim_index(tmcf, v[i].name.data + len,
-                                             v[i].name.len - len, header)
-            == NGX_ERROR)
+        if (ngx_http_token_scope_claim_named(&v[i].name, &name, &header)
+            == NGX_OK
+            && ngx_http_token_scope_claim_index(tmcf, name.data, name.len,
+                                                header)
+               == NGX_ERROR)
         {
             ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
                                "variable \"$%V\" is used by a module loaded "
