@@ -428,6 +428,7 @@ extern ngx_module_t  ngx_http_token_scope_module;
 
 ngx_http_token_scope_ctx_t *ngx_http_token_scope_get_ctx(
     ngx_http_request_t *r);
+void ngx_http_token_scope_resume(ngx_http_token_scope_ctx_t *ctx);
 ngx_http_token_scope_ctx_t *ngx_http_token_scope_create_ctx(
     ngx_http_request_t *r);
 ngx_uint_t ngx_http_token_scope_entered(ngx_http_request_t *r);

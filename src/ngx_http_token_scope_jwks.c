@@ -795,21 +795,7 @@ ngx_http_token_scope_jwks_wake(ngx_event_t *ev)
     ctx->key_waited = 1;
     ctx->facts = NGX_HTTP_TOKEN_SCOPE_FACTS_NONE;
 
-    if (!ctx->waiting) {
-        return;
-    }
-
-    ctx->waiting = 0;
-
-    r->read_event_handler = ngx_http_block_reading;
-    r->write_event_handler = ngx_http_core_run_phases;
-
-    if (ngx_http_post_request(r, NULL) != NGX_OK) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    ngx_http_run_posted_requests(c);
+    ngx_http_token_scope_resume(ctx);
 }
 
 

@@ -734,6 +734,37 @@ ngx_http_token_scope_create_ctx(ngx_http_request_t *r)
 }
 
 
+/*
+ * What a request waited for (a Redis answer, a key fetch) is in: if its
+ * phase handler returned NGX_AGAIN, the phases run on, posted, as a
+ * subrequest must go on: its parent may be writing
+ */
+
+void
+ngx_http_token_scope_resume(ngx_http_token_scope_ctx_t *ctx)
+{
+    ngx_http_request_t  *r;
+
+    if (!ctx->waiting) {
+        return;
+    }
+
+    ctx->waiting = 0;
+
+    r = ctx->request;
+
+    r->read_event_handler = ngx_http_block_reading;
+    r->write_event_handler = ngx_http_core_run_phases;
+
+    if (ngx_http_post_request(r, NULL) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_http_run_posted_requests(r->connection);
+}
+
+
 /* the request ends: a Redis lookup under way must not find it */
 
 static void

@@ -480,22 +480,7 @@ ngx_http_token_scope_opaque_wake(ngx_event_t *ev)
 
     (void) ngx_http_token_scope_opaque_known(ctx);
 
-    if (!ctx->waiting) {
-        return;
-    }
-
-    ctx->waiting = 0;
-
-    /* posted, as a subrequest must go on: its parent may be writing */
-    r->read_event_handler = ngx_http_block_reading;
-    r->write_event_handler = ngx_http_core_run_phases;
-
-    if (ngx_http_post_request(r, NULL) != NGX_OK) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    ngx_http_run_posted_requests(c);
+    ngx_http_token_scope_resume(ctx);
 }
 
 
